@@ -1,0 +1,37 @@
+//! What every controller shares.
+
+use kube::{
+    Client,
+    runtime::events::{Recorder, Reporter},
+};
+
+/// The field manager of every write the operator makes (status by server-side apply, Secrets, ConfigMaps),
+/// so `kubectl get -o yaml --show-managed-fields` tells weft's fields from a user's.
+pub const FIELD_MANAGER: &str = "weft-operator";
+
+/// Shared state handed to every reconcile call.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    /// The namespace the operator runs in (`weft-system` when installed from `config/`); Secrets and
+    /// ConfigMaps that belong to cluster-scoped resources (the Identity's issuer, anchors, bundle) live here
+    /// unless a resource names another namespace.
+    pub namespace: String,
+    /// Publishes Events (events.k8s.io/v1) on the resources being reconciled.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, namespace: String, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance,
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            namespace,
+            recorder,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: leader election on a coordination.k8s.io Lease (owner: identity helper).
