@@ -1,0 +1,287 @@
+//! One backend address: its load estimate, its ejection state, its metrics, and its connections
+//! (one multiplexed HTTP/2 connection, and a pool of idle HTTP/1.1 keep-alive connections).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::ArrayQueue;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use crate::io::MeteredIo;
+use crate::load::{EwmaConfig, PeakEwma};
+use crate::metrics::{HttpMetrics, TcpMetrics};
+
+/// Connection and balancing settings shared by every endpoint.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    pub ewma: EwmaConfig,
+    pub connect_timeout: Duration,
+    pub max_idle_http1_per_endpoint: usize,
+    pub min_ejection: Duration,
+    pub max_ejection: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            ewma: EwmaConfig::default(),
+            connect_timeout: Duration::from_secs(1),
+            max_idle_http1_per_endpoint: 256,
+            min_ejection: Duration::from_secs(1),
+            max_ejection: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connect to {0}: timed out")]
+    Timeout(SocketAddr),
+    #[error("HTTP/2 handshake with {addr}: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+type SharedConnect =
+    Shared<BoxFuture<'static, Result<http2::SendRequest<Incoming>, Arc<ConnectError>>>>;
+
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub load: PeakEwma,
+    pub http: HttpMetrics,
+    settings: Arc<ClientSettings>,
+    tcp: TcpMetrics,
+    health: Health,
+    h2: ArcSwapOption<http2::SendRequest<Incoming>>,
+    h2_connecting: parking_lot::Mutex<Option<SharedConnect>>,
+    h1_idle: ArrayQueue<http1::SendRequest<Incoming>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    pub fn new(
+        addr: SocketAddr,
+        labels: std::collections::BTreeMap<String, String>,
+        settings: Arc<ClientSettings>,
+        http: HttpMetrics,
+        tcp: TcpMetrics,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            addr,
+            labels,
+            load: PeakEwma::new(&settings.ewma, now_ms),
+            http,
+            tcp,
+            health: Health::default(),
+            h2: ArcSwapOption::empty(),
+            h2_connecting: parking_lot::Mutex::new(None),
+            h1_idle: ArrayQueue::new(settings.max_idle_http1_per_endpoint.max(1)),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// False while the endpoint is ejected after connection failures.
+    pub fn is_available(&self, now_ms: u64) -> bool {
+        now_ms >= self.health.ejected_until_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn ejected_until_ms(&self) -> u64 {
+        self.health.ejected_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// The endpoint refused or reset a connection: eject it, longer after each consecutive failure.
+    pub fn record_failure(&self, now_ms: u64, why: &dyn std::fmt::Display) {
+        let failures = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let backoff = self
+            .settings
+            .min_ejection
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(self.settings.max_ejection);
+        self.health
+            .ejected_until_ms
+            .store(now_ms + backoff.as_millis() as u64, Ordering::Relaxed);
+        info!(endpoint = %self.addr, failures, backoff_ms = backoff.as_millis() as u64, "ejecting endpoint: {why}");
+    }
+
+    /// A response arrived: the endpoint works, forget past failures.
+    pub fn record_success(&self) {
+        // Read first: the common case writes nothing, keeping the cache line shared.
+        if self.health.failures.load(Ordering::Relaxed) != 0 {
+            self.health.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    // === HTTP/2 ===
+
+    /// A handle on the endpoint's multiplexed HTTP/2 connection, connecting first if needed.
+    /// Concurrent callers share one connection attempt.
+    pub async fn http2(
+        self: &Arc<Self>,
+    ) -> Result<http2::SendRequest<Incoming>, Arc<ConnectError>> {
+        if let Some(sender) = &*self.h2.load()
+            && !sender.is_closed()
+        {
+            return Ok((**sender).clone());
+        }
+        let connecting = {
+            let mut slot = self.h2_connecting.lock();
+            match &*slot {
+                Some(attempt) => attempt.clone(),
+                None => {
+                    let attempt = connect_http2(Arc::downgrade(self), self.addr)
+                        .boxed()
+                        .shared();
+                    *slot = Some(attempt.clone());
+                    attempt
+                }
+            }
+        };
+        connecting.await
+    }
+
+    // === HTTP/1.1 ===
+
+    /// An idle keep-alive connection, or a new one.
+    pub async fn http1(self: &Arc<Self>) -> Result<http1::SendRequest<Incoming>, ConnectError> {
+        while let Some(mut sender) = self.h1_idle.pop() {
+            if sender.is_closed() {
+                continue;
+            }
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        let io = self.connect_tcp().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ConnectError::Handshake {
+                addr: self.addr,
+                source,
+            })?;
+        let addr = self.addr;
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                debug!(endpoint = %addr, %error, "HTTP/1.1 connection closed");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Returns a connection whose exchange finished to the idle pool.
+    pub fn release_http1(&self, sender: http1::SendRequest<Incoming>) {
+        if !sender.is_closed() {
+            // A full pool drops (and so closes) the connection.
+            let _ = self.h1_idle.push(sender);
+        }
+    }
+
+    async fn connect_tcp(&self) -> Result<MeteredIo, ConnectError> {
+        connect_tcp(self.addr, self.settings.connect_timeout, &self.tcp).await
+    }
+
+    /// Opens a plain TCP connection (opaque forwarding), counted in this endpoint's TCP metrics.
+    pub async fn connect_opaque(&self) -> Result<MeteredIo, ConnectError> {
+        self.connect_tcp().await
+    }
+}
+
+async fn connect_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+    tcp: &TcpMetrics,
+) -> Result<MeteredIo, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout(addr))?
+        .map_err(|source| ConnectError::Tcp { addr, source })?;
+    let _ = stream.set_nodelay(true);
+    Ok(MeteredIo::new(stream, bytes::Bytes::new(), tcp.clone()))
+}
+
+async fn connect_http2(
+    endpoint: Weak<Endpoint>,
+    addr: SocketAddr,
+) -> Result<http2::SendRequest<Incoming>, Arc<ConnectError>> {
+    let result = async {
+        let ep = endpoint.upgrade().ok_or(ConnectError::Timeout(addr))?;
+        let io = ep.connect_tcp().await?;
+        drop(ep);
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .max_concurrent_reset_streams(1024)
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        // The connection task holds only a weak reference: removing the endpoint from the
+        // configuration drops the last sender, which lets the connection finish its streams and close.
+        let watcher = endpoint.clone();
+        tokio::spawn(async move {
+            let result = conn.await;
+            let Some(ep) = watcher.upgrade() else { return };
+            ep.h2.store(None);
+            if let Err(error) = result {
+                ep.record_failure(crate::load::now_ms(tokio::time::Instant::now()), &error);
+            } else {
+                debug!(endpoint = %ep.addr, "HTTP/2 connection closed");
+            }
+        });
+        Ok::<_, ConnectError>(sender)
+    }
+    .await;
+    let Some(ep) = endpoint.upgrade() else {
+        return result.map_err(Arc::new);
+    };
+    *ep.h2_connecting.lock() = None;
+    match result {
+        Ok(sender) => {
+            ep.h2.store(Some(Arc::new(sender.clone())));
+            Ok(sender)
+        }
+        Err(error) => {
+            ep.record_failure(crate::load::now_ms(tokio::time::Instant::now()), &error);
+            Err(Arc::new(error))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Health {
+    failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+}

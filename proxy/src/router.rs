@@ -1,0 +1,253 @@
+//! Applies configurations to the live routing state: authority → service → endpoints.
+//!
+//! Readers (every request) load the current [`RouteTable`] and a service's endpoint list through
+//! `ArcSwap`, without locks. A configuration update builds new tables beside the old ones, reusing
+//! the `Service` and `Endpoint` objects whose identity did not change, so balancer state and
+//! connections survive and in-flight requests (which hold their own `Arc`s) finish undisturbed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::config::{ProxyConfig, ServiceConfig, normalize_authority};
+use crate::endpoint::{ClientSettings, Endpoint};
+use crate::load::{now_ms, p2c};
+use crate::metrics::{Labels, Metrics};
+
+pub struct Service {
+    pub name: String,
+    pub authority: String,
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("name", &self.name).finish()
+    }
+}
+
+impl Service {
+    /// Picks the endpoint for one request (P2C over peak-EWMA load), skipping ejected endpoints
+    /// while any is available. `None` when the service has no endpoints.
+    pub fn pick(&self, settings: &ClientSettings, now: Instant) -> Option<Arc<Endpoint>> {
+        let endpoints = self.endpoints.load();
+        let now = now_ms(now);
+        let chosen = p2c(
+            endpoints.len(),
+            |i| endpoints[i].is_available(now),
+            |i| endpoints[i].load.load(&settings.ewma, now),
+        )
+        .or_else(|| {
+            // Everything is ejected: probe the endpoint whose ejection ends first.
+            (0..endpoints.len()).min_by_key(|&i| endpoints[i].ejected_until_ms())
+        })?;
+        Some(endpoints[chosen].clone())
+    }
+
+    pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        self.endpoints.load_full()
+    }
+}
+
+#[derive(Default)]
+pub struct RouteTable {
+    by_authority: HashMap<String, Arc<Service>>,
+}
+
+pub struct Router {
+    table: ArcSwap<RouteTable>,
+    /// Only touched by configuration updates.
+    services: parking_lot::Mutex<HashMap<String, Arc<Service>>>,
+    metrics: Arc<Metrics>,
+    settings: Arc<ClientSettings>,
+}
+
+impl Router {
+    pub fn new(metrics: Arc<Metrics>, settings: Arc<ClientSettings>) -> Self {
+        Self {
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            services: Default::default(),
+            metrics,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Arc<ClientSettings> {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The service a request authority (`:authority` / `Host`) or an original destination
+    /// (`ip:port`) names. Exact text first (no allocation); then lower-cased with port 80 added.
+    pub fn route(&self, authority: &str) -> Option<Arc<Service>> {
+        let table = self.table.load();
+        if let Some(service) = table.by_authority.get(authority) {
+            return Some(service.clone());
+        }
+        let normalized = normalize_authority(authority)?;
+        table.by_authority.get(&normalized).cloned()
+    }
+
+    pub fn route_addr(&self, addr: SocketAddr) -> Option<Arc<Service>> {
+        self.route(&addr.to_string())
+    }
+
+    /// Makes `config` the live configuration. The caller has validated it.
+    pub fn apply(&self, config: &ProxyConfig) {
+        let mut services = self.services.lock();
+        let mut next_services = HashMap::with_capacity(config.services.len());
+        let mut table = RouteTable::default();
+        let now = now_ms(Instant::now());
+        for svc_config in &config.services {
+            let service = match services.get(&svc_config.name) {
+                Some(existing) if existing.authority == svc_config.primary_authority() => {
+                    existing.clone()
+                }
+                _ => Arc::new(Service {
+                    name: svc_config.name.clone(),
+                    authority: svc_config.primary_authority().to_string(),
+                    endpoints: ArcSwap::from_pointee(Vec::new()),
+                }),
+            };
+            let current = service.endpoints.load_full();
+            let endpoints: Vec<Arc<Endpoint>> = svc_config
+                .endpoints
+                .iter()
+                .map(|ep| {
+                    current
+                        .iter()
+                        .find(|old| old.addr == ep.addr && old.labels == ep.labels)
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            Arc::new(self.endpoint(svc_config, ep.addr, ep.labels.clone(), now))
+                        })
+                })
+                .collect();
+            service.endpoints.store(Arc::new(endpoints));
+            // `validate` accepted the authorities, so `route_keys` cannot fail here.
+            for key in svc_config.route_keys().unwrap_or_default() {
+                table.by_authority.insert(key, service.clone());
+            }
+            for authority in &svc_config.authorities {
+                table
+                    .by_authority
+                    .entry(authority.clone())
+                    .or_insert_with(|| service.clone());
+            }
+            next_services.insert(svc_config.name.clone(), service);
+        }
+        let removed = services
+            .keys()
+            .filter(|name| !next_services.contains_key(*name))
+            .count();
+        *services = next_services;
+        self.table.store(Arc::new(table));
+        info!(
+            services = services.len(),
+            endpoints = config
+                .services
+                .iter()
+                .map(|s| s.endpoints.len())
+                .sum::<usize>(),
+            removed_services = removed,
+            "configuration applied"
+        );
+    }
+
+    fn endpoint(
+        &self,
+        service: &ServiceConfig,
+        addr: SocketAddr,
+        labels: std::collections::BTreeMap<String, String>,
+        now: u64,
+    ) -> Endpoint {
+        let mut metric_labels: Labels = vec![
+            ("direction".into(), "outbound".into()),
+            ("authority".into(), service.primary_authority().into()),
+            ("dst_service".into(), service.name.clone()),
+            ("target_addr".into(), addr.to_string()),
+        ];
+        for (key, value) in &labels {
+            metric_labels.push((format!("dst_{}", sanitize_label(key)), value.clone()));
+        }
+        let http = self.metrics.http(metric_labels.clone());
+        metric_labels.push(("peer".into(), "dst".into()));
+        let tcp = self.metrics.tcp(&metric_labels);
+        Endpoint::new(addr, labels, self.settings.clone(), http, tcp, now)
+    }
+
+    /// An endpoint outside any service (inbound application, or an unknown original destination).
+    pub fn standalone_endpoint(&self, addr: SocketAddr, direction: &str) -> Arc<Endpoint> {
+        let mut labels: Labels = vec![
+            ("direction".into(), direction.into()),
+            ("authority".into(), String::new()),
+            ("target_addr".into(), addr.to_string()),
+        ];
+        let http = self.metrics.http(labels.clone());
+        labels.push(("peer".into(), "dst".into()));
+        let tcp = self.metrics.tcp(&labels);
+        Arc::new(Endpoint::new(
+            addr,
+            Default::default(),
+            self.settings.clone(),
+            http,
+            tcp,
+            now_ms(Instant::now()),
+        ))
+    }
+}
+
+/// Prometheus label names allow `[a-zA-Z0-9_]`.
+fn sanitize_label(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(endpoints: &[&str]) -> ProxyConfig {
+        let eps: Vec<String> = endpoints
+            .iter()
+            .map(|a| format!(r#"{{"addr":"{a}"}}"#))
+            .collect();
+        ProxyConfig::from_json(
+            format!(
+                r#"{{"services":[{{"name":"web","authorities":["web.ns:8080","web"],"endpoints":[{}]}}]}}"#,
+                eps.join(",")
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_by_normalised_authority_and_keeps_endpoints_across_updates() {
+        let router = Router::new(Arc::new(Metrics::new()), Default::default());
+        router.apply(&config(&["127.0.0.1:1", "127.0.0.1:2"]));
+        let svc = router.route("web.ns:8080").unwrap();
+        assert!(router.route("WEB.ns:8080").is_some());
+        assert!(router.route("web:80").is_some());
+        assert!(router.route("web").is_some());
+        assert!(router.route("other").is_none());
+        let kept = svc.endpoints()[1].clone();
+        router.apply(&config(&["127.0.0.1:2", "127.0.0.1:3"]));
+        let svc = router.route("web").unwrap();
+        let now = svc.endpoints();
+        assert_eq!(now.len(), 2);
+        assert!(
+            Arc::ptr_eq(&now[0], &kept),
+            "unchanged endpoint keeps its state"
+        );
+        assert!(svc.pick(router.settings(), Instant::now()).is_some());
+    }
+}
