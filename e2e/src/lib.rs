@@ -1,1 +1,13 @@
-//! Harness for end-to-end tests.
+//! Harness for weft's end-to-end tests: a real kube-apiserver + etcd per test (started by
+//! `e2e/envtest.sh`), the operator and proxies as their real binaries in separate processes,
+//! and waiting on conditions with deadlines (never sleeps standing in for readiness).
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod paths;
+pub mod process;
+pub mod wait;
+
+pub use cluster::Cluster;
+pub use process::Process;
+pub use wait::{eventually, poll_until};
