@@ -12,23 +12,37 @@ use support::*;
 const AUTHORITY: &str = "bench.test:80";
 
 async fn proxy_to(addrs: &[std::net::SocketAddr]) -> ProxyProcess {
-    ProxyProcess::start(&config_json(&[service_json("bench", &[AUTHORITY], addrs)]), &[]).await
+    ProxyProcess::start(
+        &config_json(&[service_json("bench", &[AUTHORITY], addrs)]),
+        &[],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_equal_backends_share_one_h2_connection_evenly() {
-    let backends = [Backend::start("b1").await, Backend::start("b2").await, Backend::start("b3").await];
+    let backends = [
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+        Backend::start("b3").await,
+    ];
     let proxy = proxy_to(&backends.iter().map(|b| b.addr).collect::<Vec<_>>()).await;
     let outbound = proxy.outbound;
-    let result = tokio::task::spawn_blocking(move || h2load(outbound, AUTHORITY, &["-n", "30000", "-c", "1", "-m", "16"]))
-        .await
-        .unwrap();
+    let result = tokio::task::spawn_blocking(move || {
+        h2load(outbound, AUTHORITY, &["-n", "30000", "-c", "1", "-m", "16"])
+    })
+    .await
+    .unwrap();
     assert_eq!(result.succeeded, 30_000, "{}", result.output);
     let counts: Vec<u64> = backends.iter().map(|b| b.count()).collect();
     assert_eq!(counts.iter().sum::<u64>(), 30_000);
     for (backend, count) in backends.iter().zip(&counts) {
         let share = *count as f64 / 300.0;
-        assert!((28.33..=38.33).contains(&share), "{} got {share:.1}% ({counts:?})", backend.name);
+        assert!(
+            (28.33..=38.33).contains(&share),
+            "{} got {share:.1}% ({counts:?})",
+            backend.name
+        );
     }
 }
 
@@ -48,14 +62,16 @@ impl Load {
         let failed = Arc::new(AtomicU64::new(0));
         let tasks = (0..concurrency)
             .map(|_| {
-                let (mut client, stop, ok, failed) = (client.clone(), stop.clone(), ok.clone(), failed.clone());
+                let (mut client, stop, ok, failed) =
+                    (client.clone(), stop.clone(), ok.clone(), failed.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         let result = client.send_request(get(AUTHORITY, "/")).await;
                         let good = match result {
                             Ok(response) => {
                                 let status = response.status();
-                                let body = http_body_util::BodyExt::collect(response.into_body()).await;
+                                let body =
+                                    http_body_util::BodyExt::collect(response.into_body()).await;
                                 status == StatusCode::OK && body.is_ok()
                             }
                             Err(_) => false,
@@ -65,7 +81,12 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, ok, failed, tasks }
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
     }
 
     async fn stop(self) -> (u64, u64) {
@@ -73,7 +94,10 @@ impl Load {
         for task in self.tasks {
             task.await.unwrap();
         }
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -89,7 +113,11 @@ fn counts(backends: &[Backend]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_backend_gets_little_and_wins_its_share_back_after_recovering() {
-    let backends = [Backend::start("b1").await, Backend::start("b2").await, Backend::start("slow").await];
+    let backends = [
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+        Backend::start("slow").await,
+    ];
     for b in &backends {
         b.set_delay(Duration::from_millis(1));
     }
@@ -103,7 +131,11 @@ async fn a_slow_backend_gets_little_and_wins_its_share_back_after_recovering() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = counts(&backends);
     let slow_share = share(&before, &after, 2);
-    assert!(slow_share < 0.10, "slow backend got {:.1}% ({before:?} -> {after:?})", slow_share * 100.0);
+    assert!(
+        slow_share < 0.10,
+        "slow backend got {:.1}% ({before:?} -> {after:?})",
+        slow_share * 100.0
+    );
 
     // Recovery: within 10 s, its share over a one-second window climbs over 25 %.
     backends[2].set_delay(Duration::from_millis(1));
@@ -125,34 +157,53 @@ async fn a_slow_backend_gets_little_and_wins_its_share_back_after_recovering() {
         );
         window_start = now;
     }
-    eprintln!("slow share {:.1}%, recovered to >25% in {:?}", slow_share * 100.0, recovered_at.elapsed());
+    eprintln!(
+        "slow share {:.1}%, recovered to >25% in {:?}",
+        slow_share * 100.0,
+        recovered_at.elapsed()
+    );
     let (_, failed) = load.stop().await;
     assert_eq!(failed, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_killed_under_load_fails_only_its_in_flight_requests() {
-    let backends = [Backend::start("b1").await, Backend::start("b2").await, Backend::start("b3").await];
+    let backends = [
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+        Backend::start("b3").await,
+    ];
     for b in &backends {
         b.set_delay(Duration::from_millis(5));
     }
     let proxy = proxy_to(&backends.iter().map(|b| b.addr).collect::<Vec<_>>()).await;
     let load = Load::start(proxy.outbound, 24).await;
-    eventually("load reaches every backend", Duration::from_secs(10), || backends.iter().all(|b| b.count() > 200)).await;
+    eventually(
+        "load reaches every backend",
+        Duration::from_secs(10),
+        || backends.iter().all(|b| b.count() > 200),
+    )
+    .await;
     backends[2].kill();
     // Aborted tasks stop at their next poll; give them a moment before reading the final count.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let in_flight = backends[2].in_flight();
     let at_kill = counts(&backends);
     eventually("the others keep serving", Duration::from_secs(10), || {
-        backends[..2].iter().zip(&at_kill).all(|(b, before)| b.count() > before + 500)
+        backends[..2]
+            .iter()
+            .zip(&at_kill)
+            .all(|(b, before)| b.count() > before + 500)
     })
     .await;
     let (ok, failed) = load.stop().await;
     eprintln!("ok {ok}, failed {failed}, in flight at the killed backend {in_flight}");
     // Requests whose frames sat in a socket buffer at the kill are in flight too, but no server-side
     // counter sees them; allow two.
-    assert!(failed <= in_flight + 2, "failed {failed} > in flight {in_flight}");
+    assert!(
+        failed <= in_flight + 2,
+        "failed {failed} > in flight {in_flight}"
+    );
     assert!(ok > 1000);
 }
 
@@ -177,12 +228,17 @@ async fn refusing_and_resetting_endpoints_are_ejected_and_requests_retried() {
     });
     let proxy = proxy_to(&[good.addr, refusing, resetting_addr]).await;
     let outbound = proxy.outbound;
-    let result = tokio::task::spawn_blocking(move || h2load(outbound, AUTHORITY, &["-n", "5000", "-c", "2", "-m", "8"]))
-        .await
-        .unwrap();
+    let result = tokio::task::spawn_blocking(move || {
+        h2load(outbound, AUTHORITY, &["-n", "5000", "-c", "2", "-m", "8"])
+    })
+    .await
+    .unwrap();
     let resets = accepted.load(Ordering::Relaxed);
     let ejected = |addr: std::net::SocketAddr| {
-        proxy.logs().iter().any(|l| l.contains("ejecting endpoint") && l.contains(&format!("endpoint={addr}")))
+        proxy
+            .logs()
+            .iter()
+            .any(|l| l.contains("ejecting endpoint") && l.contains(&format!("endpoint={addr}")))
     };
     assert!(ejected(refusing), "{:?}", proxy.logs());
     assert!(ejected(resetting_addr), "{:?}", proxy.logs());
@@ -190,7 +246,11 @@ async fn refusing_and_resetting_endpoints_are_ejected_and_requests_retried() {
     assert!(resets <= 5, "resetting endpoint was tried {resets} times");
     // A connection reset after the request was written may fail what was on it; nothing else fails.
     let failed = result.failed + result.errored;
-    assert!(failed <= resets * 16, "{failed} failed requests for {resets} resets\n{}", result.output);
+    assert!(
+        failed <= resets * 16,
+        "{failed} failed requests for {resets} resets\n{}",
+        result.output
+    );
     assert_eq!(result.succeeded + failed, 5000, "{}", result.output);
     assert_eq!(good.count(), result.succeeded);
 }

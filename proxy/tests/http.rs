@@ -13,7 +13,11 @@ const AUTHORITY: &str = "web.test:8080";
 
 async fn proxy_to(backends: &[&Backend], extra: &[&str]) -> ProxyProcess {
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
-    ProxyProcess::start(&config_json(&[service_json("web", &[AUTHORITY], &addrs)]), extra).await
+    ProxyProcess::start(
+        &config_json(&[service_json("web", &[AUTHORITY], &addrs)]),
+        extra,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -24,7 +28,9 @@ async fn h2c_requests_reach_the_backend_over_one_multiplexed_connection() {
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let mut c = client.clone();
-        tasks.push(tokio::spawn(async move { h2_request(&mut c, get(AUTHORITY, "/")).await }));
+        tasks.push(tokio::spawn(async move {
+            h2_request(&mut c, get(AUTHORITY, "/")).await
+        }));
     }
     for task in tasks {
         let (status, headers, body) = task.await.unwrap();
@@ -42,19 +48,28 @@ async fn http1_requests_reach_the_backend_by_host_header() {
     let backend = Backend::start("b1").await;
     let proxy = proxy_to(&[&backend], &[]).await;
     for _ in 0..3 {
-        let req = Request::get("/hello").header("host", AUTHORITY).body(full("")).unwrap();
+        let req = Request::get("/hello")
+            .header("host", AUTHORITY)
+            .body(full(""))
+            .unwrap();
         let (status, body) = http1_request(proxy.outbound, req).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "b1"));
     }
     // Keep-alive: many sequential requests on one client connection.
-    let stream = tokio::net::TcpStream::connect(proxy.outbound).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, TestBody>(hyper_util::rt::TokioIo::new(stream))
+    let stream = tokio::net::TcpStream::connect(proxy.outbound)
         .await
         .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, TestBody>(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     for _ in 0..20 {
         sender.ready().await.unwrap();
-        let req = Request::get("/").header("host", "WEB.test:8080").body(full("")).unwrap();
+        let req = Request::get("/")
+            .header("host", "WEB.test:8080")
+            .body(full(""))
+            .unwrap();
         let response = sender.send_request(req).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         response.into_body().collect().await.unwrap();
@@ -66,21 +81,38 @@ async fn http1_requests_reach_the_backend_by_host_header() {
 async fn ten_megabyte_bodies_stream_both_ways_over_h2c_and_http1() {
     let backend = Backend::start("b1").await;
     let proxy = proxy_to(&[&backend], &[]).await;
-    let payload: Bytes = (0..10 * 1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let payload: Bytes = (0..10 * 1024 * 1024)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
 
     let mut client = h2_client(proxy.outbound).await;
-    let req = Request::post(format!("http://{AUTHORITY}/echo")).body(full(payload.clone())).unwrap();
+    let req = Request::post(format!("http://{AUTHORITY}/echo"))
+        .body(full(payload.clone()))
+        .unwrap();
     let (status, _, body) = h2_request(&mut client, req).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body == payload, "h2c echo differs (len {})", body.len());
 
-    let req = Request::post("/echo").header("host", AUTHORITY).body(full(payload.clone())).unwrap();
-    let stream = tokio::net::TcpStream::connect(proxy.outbound).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let req = Request::post("/echo")
+        .header("host", AUTHORITY)
+        .body(full(payload.clone()))
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(proxy.outbound)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let response = sender.send_request(req).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(body == payload, "HTTP/1.1 echo differs (len {})", body.len());
+    assert!(
+        body == payload,
+        "HTTP/1.1 echo differs (len {})",
+        body.len()
+    );
 }
 
 #[tokio::test]
@@ -99,12 +131,20 @@ async fn unknown_authority_gets_a_clean_404() {
 #[tokio::test]
 async fn inbound_forwards_h2c_http1_and_opaque_bytes_to_the_local_app() {
     let app = Backend::start("app").await;
-    let proxy = ProxyProcess::start(&config_json(&[]), &["--inbound-app", &app.addr.to_string()]).await;
+    let proxy =
+        ProxyProcess::start(&config_json(&[]), &["--inbound-app", &app.addr.to_string()]).await;
     let inbound = proxy.inbound.unwrap();
     let mut client = h2_client(inbound).await;
     let (status, _, body) = h2_request(&mut client, get("anything", "/")).await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"app"[..]));
-    let (status, body) = http1_request(inbound, Request::get("/").header("host", "x").body(full("")).unwrap()).await;
+    let (status, body) = http1_request(
+        inbound,
+        Request::get("/")
+            .header("host", "x")
+            .body(full(""))
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "app"));
 
     // Not HTTP: forwarded as bytes to an opaque app.
@@ -117,13 +157,23 @@ async fn inbound_forwards_h2c_http1_and_opaque_bytes_to_the_local_app() {
     });
     let opaque = ProxyProcess::start(
         &config_json(&[]),
-        &["--inbound-app", &echo_addr.to_string(), "--detect-timeout", "300ms"],
+        &[
+            "--inbound-app",
+            &echo_addr.to_string(),
+            "--detect-timeout",
+            "300ms",
+        ],
     )
     .await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(opaque.inbound.unwrap()).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(opaque.inbound.unwrap())
+        .await
+        .unwrap();
     conn.write_all(b"\x00\x01binary protocol\n").await.unwrap();
     let mut buf = [0u8; 18];
-    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf, b"\x00\x01binary protocol\n");
 }

@@ -24,7 +24,9 @@ use tokio::task::JoinSet;
 pub type TestBody = BoxBody<Bytes, hyper::Error>;
 
 pub fn full(bytes: impl Into<Bytes>) -> TestBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Waits for `condition` with a deadline; panics with `what` when it never holds.
@@ -77,10 +79,13 @@ impl Backend {
         let state = Arc::new(BackendState::default());
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
         let name = name.to_string();
-        let (accept_state, accept_tasks, accept_name) = (state.clone(), tasks.clone(), name.clone());
+        let (accept_state, accept_tasks, accept_name) =
+            (state.clone(), tasks.clone(), name.clone());
         tasks.lock().unwrap().spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (state, name) = (accept_state.clone(), accept_name.clone());
                 accept_tasks.lock().unwrap().spawn(async move {
@@ -91,7 +96,12 @@ impl Backend {
                 });
             }
         });
-        Backend { name, addr, state, tasks }
+        Backend {
+            name,
+            addr,
+            state,
+            tasks,
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -103,7 +113,9 @@ impl Backend {
     }
 
     pub fn set_delay(&self, delay: Duration) {
-        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Closes the listener and every connection at once, abandoning requests in flight.
@@ -137,12 +149,18 @@ async fn handle(
         Response::new(req.into_body().boxed())
     } else if let Some(code) = path.strip_prefix("/status/") {
         let mut r = Response::new(full(name.clone()));
-        *r.status_mut() = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        *r.status_mut() = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
         r
     } else {
         Response::new(full(name.clone()))
     };
-    response.headers_mut().insert("x-backend", name.parse().unwrap());
+    response
+        .headers_mut()
+        .insert("x-backend", name.parse().unwrap());
     if !state.killed.load(Ordering::SeqCst) {
         state.finished.fetch_add(1, Ordering::Relaxed);
     }
@@ -164,7 +182,9 @@ pub fn service_json(name: &str, authorities: &[&str], endpoints: &[SocketAddr]) 
     let eps: Vec<String> = endpoints
         .iter()
         .enumerate()
-        .map(|(i, a)| format!(r#"{{"addr":"{a}","identity":null,"labels":{{"pod":"{name}-{i}"}}}}"#))
+        .map(|(i, a)| {
+            format!(r#"{{"addr":"{a}","identity":null,"labels":{{"pod":"{name}-{i}"}}}}"#)
+        })
         .collect();
     let auths: Vec<String> = authorities.iter().map(|a| format!("{a:?}")).collect();
     format!(
@@ -194,9 +214,19 @@ impl ProxyProcess {
         command
             .arg("--config")
             .arg(&config_path)
-            .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--config-poll", "100ms"])
+            .args([
+                "--outbound",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--config-poll",
+                "100ms",
+            ])
             .args(extra_args)
-            .env("RUST_LOG", std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if !extra_args.contains(&"--inbound") {
@@ -217,8 +247,15 @@ impl ProxyProcess {
         });
         let mut listening: HashMap<String, SocketAddr> = HashMap::new();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !(listening.contains_key("outbound") && listening.contains_key("admin") && listening.contains_key("inbound")) {
-            assert!(Instant::now() < deadline, "proxy did not start: {:?}", logs.lock().unwrap());
+        while !(listening.contains_key("outbound")
+            && listening.contains_key("admin")
+            && listening.contains_key("inbound"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not start: {:?}",
+                logs.lock().unwrap()
+            );
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("proxy exited with {status}: {:?}", logs.lock().unwrap());
             }
@@ -229,7 +266,9 @@ impl ProxyProcess {
                 }
             }
             if extra_args.windows(2).any(|w| w == ["--inbound", "off"]) {
-                listening.entry("inbound".into()).or_insert(SocketAddr::from(([0, 0, 0, 0], 0)));
+                listening
+                    .entry("inbound".into())
+                    .or_insert(SocketAddr::from(([0, 0, 0, 0], 0)));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -267,7 +306,11 @@ impl ProxyProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "proxy did not exit: {:?}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not exit: {:?}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -277,7 +320,14 @@ impl ProxyProcess {
     }
 
     pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
-        http1_request(self.admin, Request::get(path).header("host", "admin").body(full("")).unwrap()).await
+        http1_request(
+            self.admin,
+            Request::get(path)
+                .header("host", "admin")
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn metrics(&self) -> String {
@@ -307,7 +357,10 @@ pub async fn h2_client(addr: SocketAddr) -> H2Client {
 }
 
 /// Sends one request; returns the status and the whole body as text.
-pub async fn h2_request(client: &mut H2Client, req: Request<TestBody>) -> (StatusCode, http::HeaderMap, Bytes) {
+pub async fn h2_request(
+    client: &mut H2Client,
+    req: Request<TestBody>,
+) -> (StatusCode, http::HeaderMap, Bytes) {
     let response = client.send_request(req).await.expect("h2 request");
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.expect("h2 body").to_bytes();
@@ -316,16 +369,25 @@ pub async fn h2_request(client: &mut H2Client, req: Request<TestBody>) -> (Statu
 
 pub async fn http1_request(addr: SocketAddr, req: Request<TestBody>) -> (StatusCode, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let response = sender.send_request(req).await.expect("http1 request");
     let status = response.status();
-    let bytes = response.into_body().collect().await.expect("http1 body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("http1 body")
+        .to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub fn get(authority: &str, path: &str) -> Request<TestBody> {
-    Request::get(format!("http://{authority}{path}")).body(full("")).unwrap()
+    Request::get(format!("http://{authority}{path}"))
+        .body(full(""))
+        .unwrap()
 }
 
 // === h2load ===
@@ -347,7 +409,10 @@ pub fn h2load(target: SocketAddr, authority: &str, args: &[&str]) -> H2LoadResul
         .expect("h2load (apt-get install nghttp2-client)");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     // "requests: 30000 total, 30000 started, 30000 done, 30000 succeeded, 0 failed, 0 errored, 0 timeout"
-    let line = text.lines().find(|l| l.starts_with("requests:")).unwrap_or_else(|| panic!("h2load output: {text}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("h2load output: {text}"));
     let field = |name: &str| -> u64 {
         line.split(',')
             .find(|part| part.trim().ends_with(name))
