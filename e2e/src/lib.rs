@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod paths;
+pub mod pki;
 pub mod process;
 pub mod wait;
 
