@@ -145,7 +145,15 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let path = req.uri().path().to_string();
-    let mut response = if path == "/echo" {
+    let mut response = if let Some(code) = path.strip_prefix("/grpc/") {
+        // A gRPC-shaped response: empty message stream, status in the trailers.
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", code.parse().unwrap());
+        let frames = futures::stream::iter([Ok::<_, hyper::Error>(hyper::body::Frame::trailers(trailers))]);
+        let mut r = Response::new(http_body_util::StreamBody::new(frames).boxed());
+        r.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+        r
+    } else if path == "/echo" {
         Response::new(req.into_body().boxed())
     } else if let Some(code) = path.strip_prefix("/status/") {
         let mut r = Response::new(full(name.clone()));
