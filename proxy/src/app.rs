@@ -76,6 +76,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let lifecycle = Arc::new(Lifecycle::default());
     let server_settings = ServerSettings {
         detect_timeout: args.detect_timeout,
+        header_read_timeout: args.detect_timeout,
         ..ServerSettings::default()
     };
     let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Signals)?;

@@ -254,3 +254,42 @@ async fn refusing_and_resetting_endpoints_are_ejected_and_requests_retried() {
     assert_eq!(result.succeeded + failed, 5000, "{}", result.output);
     assert_eq!(good.count(), result.succeeded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_added_and_removed_under_load_fail_no_request() {
+    let backends = [
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+        Backend::start("b3").await,
+    ];
+    for b in &backends {
+        b.set_delay(Duration::from_millis(3));
+    }
+    let service =
+        |addrs: &[std::net::SocketAddr]| config_json(&[service_json("bench", &[AUTHORITY], addrs)]);
+    let proxy = ProxyProcess::start(&service(&[backends[0].addr, backends[1].addr]), &[]).await;
+    let load = Load::start(proxy.outbound, 16).await;
+    eventually("b1 and b2 serve", Duration::from_secs(10), || {
+        backends[0].count() > 100 && backends[1].count() > 100
+    })
+    .await;
+
+    // Swap b1 for b3 while requests are in flight on b1.
+    write_config(
+        &proxy.config_path,
+        &service(&[backends[1].addr, backends[2].addr]),
+    );
+    eventually("b3 serves", Duration::from_secs(10), || {
+        backends[2].count() > 100
+    })
+    .await;
+    let b1_after_removal = backends[0].count();
+    eventually("b2 and b3 keep serving", Duration::from_secs(10), || {
+        backends[2].count() > 500
+    })
+    .await;
+    // Requests already on b1 finished there; nothing new went to it.
+    assert!(backends[0].count() <= b1_after_removal + 16);
+    let (ok, failed) = load.stop().await;
+    assert_eq!(failed, 0, "{ok} succeeded");
+}

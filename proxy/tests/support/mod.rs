@@ -149,9 +149,12 @@ async fn handle(
         // A gRPC-shaped response: empty message stream, status in the trailers.
         let mut trailers = http::HeaderMap::new();
         trailers.insert("grpc-status", code.parse().unwrap());
-        let frames = futures::stream::iter([Ok::<_, hyper::Error>(hyper::body::Frame::trailers(trailers))]);
+        let frames = futures::stream::iter([Ok::<_, hyper::Error>(hyper::body::Frame::trailers(
+            trailers,
+        ))]);
         let mut r = Response::new(http_body_util::StreamBody::new(frames).boxed());
-        r.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
         r
     } else if path == "/echo" {
         Response::new(req.into_body().boxed())
