@@ -21,8 +21,8 @@ pub const CERTIFY_PATH: &str = "/v1/certify";
 /// Audience the proxy's projected ServiceAccount token must carry (Linkerd: `identity.l5d.io`).
 pub const TOKEN_AUDIENCE: &str = "identity.weft.dev";
 
-/// The identity service's own name is `identity.weft-system.serviceaccount.identity.<trust-domain>`'s
-/// sibling: the DNS name `weft-identity.<trust-domain>` the proxy verifies the server certificate against.
+/// The identity service's certificate names the DNS name `weft-identity.<trust-domain>`, which the
+/// proxy verifies before it sends its token.
 pub const SERVICE_NAME_PREFIX: &str = "weft-identity";
 
 /// A proxy's request for a certificate.
