@@ -60,6 +60,8 @@ enum Target {
     Endpoint(Arc<Endpoint>),
 }
 
+// The request travels back by value for the retry; boxing it would allocate on that path.
+#[allow(clippy::large_enum_variant)]
 enum Failed {
     /// Nothing reached the endpoint: the request may go elsewhere.
     NotSent(Request<Incoming>, String),
@@ -283,13 +285,13 @@ fn prepare_request(version: HttpVersion, mut req: Request<Incoming>) -> Request<
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.remove(header::CONNECTION) {
-        if let Ok(listed) = connection.to_str() {
-            for name in listed.split(',') {
-                let name = name.trim();
-                if !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive") {
-                    headers.remove(name);
-                }
+    if let Some(connection) = headers.remove(header::CONNECTION)
+        && let Ok(listed) = connection.to_str()
+    {
+        for name in listed.split(',') {
+            let name = name.trim();
+            if !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive") {
+                headers.remove(name);
             }
         }
     }
