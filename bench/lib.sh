@@ -93,10 +93,14 @@ machine_ticks() {
 }
 
 # Wait until the machine is quiet: over one second, busy time (ours included: keep idle while
-# calling) is under BUSY_PCT of one core. Tries for up to $1 seconds; prints the last busy
-# percentage; returns 1 if it never got quiet.
+# calling) is under BUSY_PCT of one core. Tries for up to $1 seconds; sets QUIET_PCT to the last
+# busy percentage; returns 1 if it never got quiet. After one wait in vain the next ones give up after
+# 3 s, so that a machine that stays busy costs minutes, not the whole session.
+QUIET_GAVE_UP=""
+QUIET_PCT=0
 wait_quiet() {
     local limit=${1:-30} deadline b0 t0 b1 t1 pct
+    [[ -z $QUIET_GAVE_UP ]] || limit=3
     deadline=$((SECONDS + limit))
     while :; do
         read -r b0 t0 < <(machine_ticks)
@@ -104,9 +108,9 @@ wait_quiet() {
         read -r b1 t1 < <(machine_ticks)
         # Percent of ONE core busy over the second.
         pct=$(( (b1 - b0) * 100 / CLK_TCK ))
-        if ((pct < BUSY_PCT)); then echo "$pct"; return 0; fi
-        if ((SECONDS >= deadline)); then echo "$pct"; return 1; fi
-        log "machine busy (${pct}% of a core used by others), waiting"
+        if ((pct < BUSY_PCT)); then QUIET_GAVE_UP=""; QUIET_PCT=$pct; return 0; fi
+        if ((SECONDS >= deadline)); then QUIET_GAVE_UP=1; QUIET_PCT=$pct; return 1; fi
+        ((SECONDS - deadline + limit > 1)) || log "machine busy (${pct}% of a core used by others), waiting up to ${limit} s"
     done
 }
 
@@ -284,7 +288,7 @@ measure_h2load() {
     local h2load=(h2load -t 1 -c "$CONNECTIONS" -m "$STREAMS" "${extra[@]}")
     # Warm-up: connections to the backends established, allocators warm; not measured.
     taskset -c "$CLIENT_CPU" "${h2load[@]}" -n "$WARMUP_REQUESTS" "$url" >/dev/null 2>&1 || true
-    pct=$(wait_quiet 30) || ROW_FLAGS+=("busy-before(${pct}%)")
+    wait_quiet 30 || ROW_FLAGS+=("busy-before(${QUIET_PCT}%)")
     run_load h2load "$name" "$rep" "$requests" \
         taskset -c "$CLIENT_CPU" "${h2load[@]}" -n "$requests" --log-file "$RUN_DIR/h2load.log" "$url"
 }
@@ -297,7 +301,7 @@ measure_rate() {
     n=$((rate * seconds))
     local oha=("$OHA" --no-tui --http2 -c "$CONNECTIONS" -p "$STREAMS" "${extra[@]}" --output-format json)
     taskset -c "$CLIENT_CPU" "${oha[@]}" -n "$WARMUP_REQUESTS" "$url" >/dev/null 2>&1 || true
-    pct=$(wait_quiet 30) || ROW_FLAGS+=("busy-before(${pct}%)")
+    wait_quiet 30 || ROW_FLAGS+=("busy-before(${QUIET_PCT}%)")
     run_load oha "$name" "$rep" "$n" \
         taskset -c "$CLIENT_CPU" "${oha[@]}" -q "$rate" --latency-correction -n "$n" "$url"
 }

@@ -68,9 +68,9 @@ EOF
     echo '{"services":[]}' >"$RUN_DIR/pair-server.json"
     start_weft pair-server --config "$RUN_DIR/pair-server.json" --outbound "127.0.0.1:$SERVER_OUTBOUND" \
         --admin "127.0.0.1:$SERVER_ADMIN" --inbound "127.0.0.1:$SERVER_INBOUND" \
-        --inbound-app "127.0.0.1:${BACKEND_PORTS[0]}" --workers 1
+        --inbound-app "127.0.0.1:${BACKEND_PORTS[0]}" --workers 1 --shutdown-grace 0s
     start_weft pair-client --config "$RUN_DIR/pair-client.json" --outbound "127.0.0.1:$CLIENT_OUTBOUND" \
-        --admin "127.0.0.1:$CLIENT_ADMIN" --workers 1
+        --admin "127.0.0.1:$CLIENT_ADMIN" --inbound off --workers 1 --shutdown-grace 0s
     if ! wait_h2_ok "$(row_url plaintext-pair)" 10; then
         PAIR_WHY="no request crossed the pair within 10 s: client: $(tail -c 200 "$RUN_DIR/pair-client.log" |
             tr '\n\t' '  ') server: $(tail -c 200 "$RUN_DIR/pair-server.log" | tr '\n\t' '  ')"
@@ -105,10 +105,10 @@ main() {
     local load_start pct
     load_start=$(cut -d' ' -f1-3 /proc/loadavg)
     log "load average at start: $load_start"
-    if ! pct=$(wait_quiet 60); then
+    if ! wait_quiet 60; then
         [[ -n ${BENCH_ALLOW_BUSY:-} ]] ||
-            die "machine busy (${pct}% of a core used by others for 60 s); set BENCH_ALLOW_BUSY=1 to measure anyway"
-        log "machine busy (${pct}%), measuring anyway: rows will be flagged"
+            die "machine busy (${QUIET_PCT}% of a core used by others for 60 s); set BENCH_ALLOW_BUSY=1 to measure anyway"
+        log "machine busy (${QUIET_PCT}%), measuring anyway: rows will be flagged"
     fi
     start_backends
 

@@ -56,9 +56,10 @@ peer_start() {
             cat >"$RUN_DIR/weft.json" <<EOF
 {"services":[{"name":"bench","authorities":["127.0.0.1:$WEFT_PORT"],"endpoints":[{"addr":"127.0.0.1:9001"},{"addr":"127.0.0.1:9002"},{"addr":"127.0.0.1:9003"}]}]}
 EOF
-            taskset -c "$PROXY_CPU" "$WEFT_BIN" --config "$RUN_DIR/weft.json" \
-                --outbound "127.0.0.1:$WEFT_PORT" --admin "127.0.0.1:$WEFT_ADMIN_PORT" --workers 1 \
-                >"$log" 2>&1 &
+            # No drain on SIGTERM: nothing is in flight when the bench stops it.
+            taskset -c "$PROXY_CPU" "$WEFT_BIN" --config "$RUN_DIR/weft.json" --workers 1 \
+                --outbound "127.0.0.1:$WEFT_PORT" --admin "127.0.0.1:$WEFT_ADMIN_PORT" --inbound off \
+                --shutdown-grace 0s >"$log" 2>&1 &
             ;;
         haproxy) taskset -c "$PROXY_CPU" haproxy -db -f "$BENCH_DIR/haproxy.cfg" >"$log" 2>&1 & ;;
         nginx)
@@ -116,10 +117,10 @@ main() {
     local load_start pct
     load_start=$(cut -d' ' -f1-3 /proc/loadavg)
     log "load average at start: $load_start"
-    if ! pct=$(wait_quiet 60); then
+    if ! wait_quiet 60; then
         [[ -n ${BENCH_ALLOW_BUSY:-} ]] ||
-            die "machine busy (${pct}% of a core used by others for 60 s); set BENCH_ALLOW_BUSY=1 to measure anyway (rows flagged)"
-        log "machine busy (${pct}%), measuring anyway: rows will be flagged"
+            die "machine busy (${QUIET_PCT}% of a core used by others for 60 s); set BENCH_ALLOW_BUSY=1 to measure anyway (rows flagged)"
+        log "machine busy (${QUIET_PCT}%), measuring anyway: rows will be flagged"
     fi
     start_backends
 
