@@ -88,18 +88,24 @@ impl Cluster {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&dir).expect("crds/generated") {
             let path = entry.expect("dir entry").path();
-            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            let file = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or_default();
             if !file.ends_with(".weft.dev.yaml") {
                 continue;
             }
-            let crd: CustomResourceDefinition = serde_yaml::from_str(
-                &std::fs::read_to_string(&path).expect("read CRD YAML"),
-            )
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let crd: CustomResourceDefinition =
+                serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read CRD YAML"))
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let name = crd.metadata.name.clone().expect("CRD has a name");
-            api.patch(&name, &PatchParams::apply("weft-e2e").force(), &Patch::Apply(&crd))
-                .await
-                .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+            api.patch(
+                &name,
+                &PatchParams::apply("weft-e2e").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
             names.push(name);
         }
         assert_eq!(names.len(), 3, "expected three weft CRDs in crds/generated");

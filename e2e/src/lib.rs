@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod identity;
 pub mod paths;
 pub mod pki;
 pub mod process;

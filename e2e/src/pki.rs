@@ -86,7 +86,11 @@ pub fn key_matches(key_pem: &str, cert: &[u8]) -> Result<(), String> {
 
 /// Checks an issuer Secret's data (`tls.crt`, `tls.key`, `ca.crt`) against a set of trusted anchors:
 /// the first certificate of tls.crt is a CA, is signed by one of `anchors`, and matches tls.key.
-pub fn check_issuer(tls_crt: &str, tls_key: &str, anchors_pem: &str) -> Result<CertSummary, String> {
+pub fn check_issuer(
+    tls_crt: &str,
+    tls_key: &str,
+    anchors_pem: &str,
+) -> Result<CertSummary, String> {
     let chain = pem_certs(tls_crt)?;
     let issuer = &chain[0];
     let anchors = pem_certs(anchors_pem)?;
@@ -103,4 +107,43 @@ pub fn check_issuer(tls_crt: &str, tls_key: &str, anchors_pem: &str) -> Result<C
         return Err("issuer is not a CA".into());
     }
     Ok(summary)
+}
+
+/// A self-signed certificate and its key, PEM, for anchors the tests hand to the operator.
+pub struct TestCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A self-signed certificate: a CA or not, valid between the two dates (year, month, day).
+pub fn self_signed(
+    common_name: &str,
+    ca: bool,
+    not_before: (i32, u8, u8),
+    not_after: (i32, u8, u8),
+) -> TestCert {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.is_ca = if ca {
+        rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+    } else {
+        rcgen::IsCa::NoCa
+    };
+    if ca {
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+    }
+    params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    TestCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
 }

@@ -49,7 +49,9 @@ impl Process {
 
     /// `None` while running, else the exit status.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL: the process gets no chance to clean up (what a node failure or OOM kill does).
@@ -85,7 +87,12 @@ impl Drop for Process {
         if self.child.is_some() {
             self.kill();
             if std::thread::panicking() {
-                eprintln!("--- {} log ({}) ---\n{}", self.name, self.log.display(), tail(&self.log(), 60));
+                eprintln!(
+                    "--- {} log ({}) ---\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail(&self.log(), 60)
+                );
             }
         }
     }
