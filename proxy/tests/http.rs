@@ -41,6 +41,38 @@ async fn h2c_requests_reach_the_backend_over_one_multiplexed_connection() {
     let (status, _, _) = h2_request(&mut client, get(AUTHORITY, "/status/503")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(backend.count(), 51);
+    // 50 concurrent requests, one connection to the endpoint.
+    assert!(
+        proxy
+            .metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("tcp_open_total{")
+                && l.contains(r#"peer="dst""#)
+                && l.ends_with(" 1")),
+        "expected exactly one endpoint connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_serve_h2c_and_http1_under_load() {
+    let backends = [Backend::start("b1").await, Backend::start("b2").await];
+    let proxy = proxy_to(&[&backends[0], &backends[1]], &["--workers", "2"]).await;
+    let outbound = proxy.outbound;
+    let result = tokio::task::spawn_blocking(move || {
+        h2load(outbound, AUTHORITY, &["-n", "20000", "-c", "4", "-m", "16"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(result.succeeded, 20_000, "{}", result.output);
+    let result = tokio::task::spawn_blocking(move || {
+        h2load(outbound, AUTHORITY, &["-n", "2000", "-c", "8", "--h1"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(result.succeeded, 2_000, "{}", result.output);
+    assert_eq!(backends[0].count() + backends[1].count(), 22_000);
+    assert!(backends.iter().all(|b| b.count() > 5_000));
 }
 
 #[tokio::test]
@@ -134,9 +166,33 @@ async fn inbound_forwards_h2c_http1_and_opaque_bytes_to_the_local_app() {
     let proxy =
         ProxyProcess::start(&config_json(&[]), &["--inbound-app", &app.addr.to_string()]).await;
     let inbound = proxy.inbound.unwrap();
-    let mut client = h2_client(inbound).await;
-    let (status, _, body) = h2_request(&mut client, get("anything", "/")).await;
-    assert_eq!((status, &body[..]), (StatusCode::OK, &b"app"[..]));
+    let client = h2_client(inbound).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            h2_request(&mut c, get("anything", "/")).await
+        }));
+    }
+    for task in tasks {
+        let (status, _, body) = task.await.unwrap();
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"app"[..]));
+    }
+    let metrics = proxy.metrics().await;
+    let app_conns: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("tcp_open_total{")
+                && l.contains(r#"direction="inbound""#)
+                && l.contains(r#"peer="dst""#)
+        })
+        .collect();
+    assert_eq!(app_conns.len(), 1, "{metrics}");
+    assert!(
+        app_conns[0].ends_with(" 1"),
+        "HTTP/2 to the app is multiplexed: {}",
+        app_conns[0]
+    );
     let (status, body) = http1_request(
         inbound,
         Request::get("/")
