@@ -39,7 +39,7 @@ pub struct Completion {
 }
 
 impl Completion {
-    fn finish(mut self, complete: bool) {
+    pub(crate) fn finish(mut self, complete: bool) {
         let outcome = if complete {
             Outcome::Complete {
                 grpc_status: self.grpc_status,

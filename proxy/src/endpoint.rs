@@ -8,12 +8,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
@@ -53,16 +54,28 @@ pub enum ConnectError {
     },
     #[error("connect to {0}: timed out")]
     Timeout(SocketAddr),
-    #[error("HTTP/2 handshake with {addr}: {source}")]
-    Handshake {
+    #[error("HTTP/1.1 handshake with {addr}: {source}")]
+    Http1Handshake {
         addr: SocketAddr,
         #[source]
         source: hyper::Error,
     },
+    #[error("HTTP/2 handshake with {addr}: {source}")]
+    Http2Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: h2::Error,
+    },
+    #[error("HTTP/2 connection to {addr}: {source}")]
+    Http2 {
+        addr: SocketAddr,
+        #[source]
+        source: h2::Error,
+    },
 }
 
-type SharedConnect =
-    Shared<BoxFuture<'static, Result<http2::SendRequest<Incoming>, Arc<ConnectError>>>>;
+pub type Http2Sender = h2::client::SendRequest<Bytes>;
+type SharedConnect = Shared<BoxFuture<'static, Result<Http2Sender, Arc<ConnectError>>>>;
 
 pub struct Endpoint {
     pub addr: SocketAddr,
@@ -72,7 +85,7 @@ pub struct Endpoint {
     settings: Arc<ClientSettings>,
     tcp: TcpMetrics,
     health: Health,
-    h2: ArcSwapOption<http2::SendRequest<Incoming>>,
+    h2: ArcSwapOption<Http2Sender>,
     h2_connecting: parking_lot::Mutex<Option<SharedConnect>>,
     h1_idle: ArrayQueue<http1::SendRequest<Incoming>>,
 }
@@ -145,16 +158,29 @@ impl Endpoint {
 
     // === HTTP/2 ===
 
-    /// A handle on the endpoint's multiplexed HTTP/2 connection, connecting first if needed.
-    /// Concurrent callers share one connection attempt.
-    pub async fn http2(
-        self: &Arc<Self>,
-    ) -> Result<http2::SendRequest<Incoming>, Arc<ConnectError>> {
-        if let Some(sender) = &*self.h2.load()
-            && !sender.is_closed()
-        {
-            return Ok((**sender).clone());
+    /// A handle on the endpoint's multiplexed HTTP/2 connection, ready to open a stream;
+    /// connects first if needed. Concurrent callers share one connection attempt. An error means
+    /// no byte of a request was sent.
+    pub async fn http2(self: &Arc<Self>) -> Result<Http2Sender, Arc<ConnectError>> {
+        let cached = self.h2.load().as_deref().cloned();
+        let sender = match cached {
+            Some(sender) => sender,
+            None => self.connect_http2().await?,
+        };
+        match sender.ready().await {
+            Ok(ready) => Ok(ready),
+            Err(source) => {
+                // The connection broke; the next caller reconnects.
+                self.h2.store(None);
+                Err(Arc::new(ConnectError::Http2 {
+                    addr: self.addr,
+                    source,
+                }))
+            }
         }
+    }
+
+    async fn connect_http2(self: &Arc<Self>) -> Result<Http2Sender, Arc<ConnectError>> {
         let connecting = {
             let mut slot = self.h2_connecting.lock();
             match &*slot {
@@ -187,7 +213,7 @@ impl Endpoint {
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
-            .map_err(|source| ConnectError::Handshake {
+            .map_err(|source| ConnectError::Http1Handshake {
                 addr: self.addr,
                 source,
             })?;
@@ -234,20 +260,18 @@ async fn connect_tcp(
 async fn connect_http2(
     endpoint: Weak<Endpoint>,
     addr: SocketAddr,
-) -> Result<http2::SendRequest<Incoming>, Arc<ConnectError>> {
+) -> Result<Http2Sender, Arc<ConnectError>> {
     let result = async {
         let ep = endpoint.upgrade().ok_or(ConnectError::Timeout(addr))?;
         let io = ep.connect_tcp().await?;
         drop(ep);
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20)
+        let (sender, conn) = h2::client::Builder::new()
+            .initial_window_size(crate::h2_forward::STREAM_WINDOW)
+            .initial_connection_window_size(crate::h2_forward::CONNECTION_WINDOW)
             .max_concurrent_reset_streams(1024)
-            .keep_alive_interval(Duration::from_secs(30))
-            .handshake(TokioIo::new(io))
+            .handshake::<_, Bytes>(io)
             .await
-            .map_err(|source| ConnectError::Handshake { addr, source })?;
+            .map_err(|source| ConnectError::Http2Handshake { addr, source })?;
         // The connection task holds only a weak reference: removing the endpoint from the
         // configuration drops the last sender, which lets the connection finish its streams and close.
         let watcher = endpoint.clone();

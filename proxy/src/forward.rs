@@ -19,7 +19,7 @@ use crate::router::{Router, Service};
 
 /// Attempts per request, counting the first; only requests that reached no endpoint are retried.
 const MAX_ATTEMPTS: usize = 3;
-const PROXY_ERROR: HeaderName = HeaderName::from_static("weft-proxy-error");
+pub(crate) const PROXY_ERROR: HeaderName = HeaderName::from_static("weft-proxy-error");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpVersion {
@@ -55,7 +55,7 @@ impl ConnCtx {
     }
 }
 
-enum Target {
+pub(crate) enum Target {
     Service(Arc<Service>),
     Endpoint(Arc<Endpoint>),
 }
@@ -126,7 +126,7 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
     )
 }
 
-fn resolve(ctx: &ConnCtx, req: &Request<Incoming>) -> Option<Target> {
+pub(crate) fn resolve<B>(ctx: &ConnCtx, req: &Request<B>) -> Option<Target> {
     if let Some(ep) = &ctx.fixed_target {
         return Some(Target::Endpoint(ep.clone()));
     }
@@ -153,20 +153,28 @@ fn authority_of<B>(req: &Request<B>) -> Option<&str> {
         .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Counts an endpoint's request as pending until its response headers (or a failure) arrive.
-struct Pending<'a> {
+/// The caller has called `endpoint.load.start()`.
+pub(crate) struct Pending<'a> {
     endpoint: &'a Endpoint,
     done: bool,
 }
 
-impl Pending<'_> {
-    fn finish(mut self, rtt: Option<std::time::Duration>) {
+impl<'a> Pending<'a> {
+    pub(crate) fn new(endpoint: &'a Endpoint) -> Self {
+        Self {
+            endpoint,
+            done: false,
+        }
+    }
+
+    pub(crate) fn finish(mut self, rtt: Option<std::time::Duration>) {
         self.done = true;
         let ep = self.endpoint;
         ep.load
@@ -197,21 +205,7 @@ async fn dispatch(
         done: false,
     };
     let (response, http1) = match version {
-        HttpVersion::Http2 => {
-            let mut sender = match endpoint.http2().await {
-                Ok(sender) => sender,
-                Err(e) => return Err(Failed::NotSent(req, e.to_string())),
-            };
-            match sender.try_send_request(req).await {
-                Ok(response) => (response, None),
-                Err(mut e) => {
-                    return Err(match e.take_message() {
-                        Some(req) => Failed::NotSent(req, e.into_error().to_string()),
-                        None => Failed::Sent(e.into_error().to_string()),
-                    });
-                }
-            }
-        }
+        HttpVersion::Http2 => unreachable_http2(req),
         HttpVersion::Http1 => {
             let mut sender = match endpoint.http1().await {
                 Ok(sender) => sender,
@@ -262,6 +256,15 @@ async fn dispatch(
         parts,
         ProxyBody::upstream(body, completion),
     ))
+}
+
+/// HTTP/2 connections are served by `h2_forward`, never through this path.
+#[cold]
+fn unreachable_http2(req: Request<Incoming>) -> ! {
+    panic!(
+        "HTTP/2 request routed to the HTTP/1.1 forwarder: {}",
+        req.uri()
+    )
 }
 
 /// Makes a server-side request fit to send to an endpoint with the same protocol.

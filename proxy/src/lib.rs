@@ -11,6 +11,7 @@ pub mod config_watch;
 pub mod detect;
 pub mod endpoint;
 pub mod forward;
+pub mod h2_forward;
 pub mod io;
 pub mod lifecycle;
 pub mod load;

@@ -6,9 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, warn};
@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 use crate::detect::{Protocol, detect};
 use crate::endpoint::Endpoint;
 use crate::forward::{self, ConnCtx, HttpVersion};
+use crate::h2_forward;
 use crate::io::MeteredIo;
 use crate::lifecycle::{Lifecycle, Phase, reached};
 use crate::metrics::TcpMetrics;
@@ -164,7 +165,13 @@ impl Listener {
             orig_dst,
             fixed_target,
         ));
-        serve_http(io, version, ctx, &self.settings, self.lifecycle.subscribe()).await;
+        let phase = self.lifecycle.subscribe();
+        match version {
+            HttpVersion::Http2 => {
+                h2_forward::serve_connection(io, ctx, &self.settings, phase).await
+            }
+            HttpVersion::Http1 => serve_http1(io, ctx, &self.settings, phase).await,
+        }
     }
 
     fn inbound_target(&self, orig_dst: Option<SocketAddr>) -> Option<Arc<Endpoint>> {
@@ -187,45 +194,23 @@ impl Listener {
     }
 }
 
-async fn serve_http(
+async fn serve_http1(
     io: MeteredIo,
-    version: HttpVersion,
     ctx: Arc<ConnCtx>,
     settings: &ServerSettings,
     mut phase: watch::Receiver<Phase>,
 ) {
     let service = service_fn(move |req| forward::serve(ctx.clone(), req));
-    let io = TokioIo::new(io);
-    let result = match version {
-        HttpVersion::Http1 => {
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_read_timeout)
-                .serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => result,
-                _ = reached(&mut phase, Phase::Stopping) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
-        }
-        HttpVersion::Http2 => {
-            let conn = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(settings.max_concurrent_streams)
-                .initial_stream_window_size(1 << 20)
-                .initial_connection_window_size(4 << 20)
-                .serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => result,
-                _ = reached(&mut phase, Phase::Stopping) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = reached(&mut phase, Phase::Stopping) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
     };
     if let Err(error) = result {

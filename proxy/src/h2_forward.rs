@@ -1,0 +1,375 @@
+//! HTTP/2 forwarding on the `h2` crate directly, without hyper in between.
+//!
+//! Why: with hyper on both sides a request cost two task spawns (hyper's server stream task and
+//! hyper's client response task), a channel hop to hyper's client connection task, and a oneshot
+//! back. Here one task per stream (run inside the connection's task, not spawned) opens the
+//! upstream stream itself and pipes both bodies; a request body that is still streaming after the
+//! response headers arrive (client or bidirectional streaming) gets its own spawned pipe.
+//! The measured effect is in README.md.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::body::{Completion, grpc_status};
+use crate::endpoint::Endpoint;
+use crate::forward::{ConnCtx, PROXY_ERROR, Pending, Target, is_grpc, resolve};
+use crate::io::MeteredIo;
+use crate::lifecycle::{Phase, reached};
+use crate::metrics::Outcome;
+use crate::server::ServerSettings;
+
+pub const STREAM_WINDOW: u32 = 1 << 20;
+pub const CONNECTION_WINDOW: u32 = 4 << 20;
+/// hyper's default; a larger header block is refused (the 1 MB header test).
+const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+const MAX_ATTEMPTS: usize = 3;
+
+/// Serves one h2c client connection until it closes (or the proxy stops: GOAWAY, then drain).
+pub async fn serve_connection(
+    io: MeteredIo,
+    ctx: Arc<ConnCtx>,
+    settings: &ServerSettings,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let handshake = h2::server::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .handshake::<_, Bytes>(io);
+    let mut conn = match tokio::time::timeout(settings.detect_timeout, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(error)) => {
+            debug!(%error, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    let mut streams = FuturesUnordered::new();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            accepted = conn.accept() => match accepted {
+                Some(Ok((req, respond))) => streams.push(forward_stream(ctx.clone(), req, respond)),
+                Some(Err(error)) => {
+                    debug!(%error, "HTTP/2 client connection failed");
+                    break;
+                }
+                None => break,
+            },
+            Some(()) = streams.next(), if !streams.is_empty() => {}
+            _ = reached(&mut phase, Phase::Stopping), if !stopping => {
+                stopping = true;
+                conn.graceful_shutdown();
+            }
+        }
+    }
+    // The connection is gone: whatever streams remain fail fast on their handles.
+    while streams.next().await.is_some() {}
+}
+
+/// Forwards one stream: pick an endpoint (retrying elsewhere while nothing was sent), open the
+/// upstream stream, and pipe bodies both ways.
+async fn forward_stream(
+    ctx: Arc<ConnCtx>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let grpc = is_grpc(req.headers());
+    let Some(target) = resolve(&ctx, &req) else {
+        local_error(
+            &mut respond,
+            grpc,
+            StatusCode::NOT_FOUND,
+            "no route to the request's authority",
+        );
+        return;
+    };
+    let (parts, body) = req.into_parts();
+    let end_of_stream = body.is_end_stream();
+    let upstream_req = Request::from_parts(parts, ());
+    // The connection-level window is replenished as the body is read; see `pipe`.
+    let mut request_body = Some(body);
+
+    for _attempt in 0..MAX_ATTEMPTS {
+        let endpoint = match &target {
+            Target::Endpoint(ep) => ep.clone(),
+            Target::Service(svc) => match svc.pick(ctx.router.settings(), Instant::now()) {
+                Some(ep) => ep,
+                None => {
+                    local_error(
+                        &mut respond,
+                        grpc,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "service has no endpoints",
+                    );
+                    return;
+                }
+            },
+        };
+        let start = Instant::now();
+        endpoint.load.start();
+        let pending = Pending::new(&endpoint);
+        let mut sender = match endpoint.http2().await {
+            Ok(sender) => sender,
+            Err(error) => {
+                debug!(endpoint = %endpoint.addr, %error, "request not sent; retrying on another endpoint");
+                continue;
+            }
+        };
+        // `send_request` only fails when the connection broke after `ready`: nothing was framed.
+        let (response, request_tx) = match sender.send_request(upstream_req, end_of_stream) {
+            Ok(sent) => sent,
+            Err(error) => {
+                debug!(endpoint = %endpoint.addr, %error, "request failed");
+                drop(pending);
+                return fail_sent(&endpoint, &mut respond, grpc);
+            }
+        };
+        drop(sender);
+        // The request body streams concurrently with waiting for the response.
+        let request_pipe = request_body
+            .take()
+            .filter(|_| !end_of_stream)
+            .map(|body| (body, request_tx));
+        let mut request_pipe = request_pipe.map(|(body, tx)| Box::pin(pipe(body, tx, |_| {})));
+        let response = {
+            tokio::pin!(response);
+            loop {
+                let next = poll_fn(|cx| {
+                    if let Poll::Ready(reason) = respond.poll_reset(cx) {
+                        return Poll::Ready(Step::ClientReset(reason.ok()));
+                    }
+                    if let Some(pipe) = request_pipe.as_mut()
+                        && let Poll::Ready(result) = pipe.as_mut().poll(cx)
+                    {
+                        return Poll::Ready(Step::RequestSent(result));
+                    }
+                    response.as_mut().poll(cx).map(Step::Response)
+                })
+                .await;
+                match next {
+                    Step::Response(result) => break result,
+                    Step::RequestSent(result) => {
+                        if let Err(error) = result {
+                            debug!(%error, "request body not forwarded");
+                        }
+                        request_pipe = None;
+                    }
+                    Step::ClientReset(reason) => {
+                        debug!(?reason, "client reset the stream before the response");
+                        // Dropping the upstream handles resets the upstream stream (CANCEL).
+                        return;
+                    }
+                }
+            }
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                debug!(endpoint = %endpoint.addr, %error, "endpoint failed the request");
+                drop(pending);
+                return fail_sent(&endpoint, &mut respond, grpc);
+            }
+        };
+        // A request body still streaming (client or bidirectional streaming) keeps going on its own.
+        if let Some(pipe) = request_pipe {
+            tokio::spawn(async move {
+                if let Err(error) = pipe.await {
+                    debug!(%error, "request body not forwarded");
+                }
+            });
+        }
+        let rtt = start.elapsed();
+        pending.finish(Some(rtt));
+        endpoint.record_success();
+        endpoint.http.request();
+        let (parts, body) = response.into_parts();
+        let series = endpoint.http.status(parts.status.as_u16());
+        series.observe_latency(rtt);
+        let mut completion = Completion {
+            endpoint: endpoint.clone(),
+            series,
+            grpc,
+            grpc_status: if grpc {
+                grpc_status(&parts.headers)
+            } else {
+                None
+            },
+            http1: None,
+        };
+        let body_done = body.is_end_stream();
+        let response_tx = match respond.send_response(Response::from_parts(parts, ()), body_done) {
+            Ok(tx) => tx,
+            Err(error) => {
+                debug!(%error, "client went away before the response");
+                completion.finish(false);
+                return;
+            }
+        };
+        if body_done {
+            completion.finish(true);
+            return;
+        }
+        let mut grpc_trailer_status = None;
+        let result = pipe(body, response_tx, |trailers| {
+            grpc_trailer_status = grpc_status(trailers)
+        })
+        .await;
+        completion.grpc_status = grpc_trailer_status.or(completion.grpc_status);
+        if let Err(error) = &result {
+            debug!(%error, "response body not forwarded");
+        }
+        completion.finish(result.is_ok());
+        return;
+    }
+    local_error(
+        &mut respond,
+        grpc,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no endpoint could be reached",
+    );
+}
+
+enum Step {
+    Response(Result<Response<RecvStream>, h2::Error>),
+    RequestSent(Result<(), PipeError>),
+    ClientReset(Option<Reason>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    #[error("reading: {0}")]
+    Recv(h2::Error),
+    #[error("writing: {0}")]
+    Send(h2::Error),
+    #[error("the receiving side closed the stream")]
+    Closed,
+}
+
+/// Copies a body (data, then trailers or end of stream) from `from` to `to`. Waits for send
+/// capacity before reading the next chunk, so at most one chunk per stream sits in the proxy.
+/// A failure on either side resets the other side of the stream.
+async fn pipe(
+    mut from: RecvStream,
+    mut to: SendStream<Bytes>,
+    mut on_trailers: impl FnMut(&HeaderMap),
+) -> Result<(), PipeError> {
+    let result = async {
+        loop {
+            // Capacity for at least one byte, while watching for a reset from the receiver.
+            to.reserve_capacity(1);
+            while to.capacity() == 0 {
+                match poll_fn(|cx| to.poll_capacity(cx)).await {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(PipeError::Send(e)),
+                    None => return Err(PipeError::Closed),
+                }
+            }
+            let next = poll_fn(|cx| {
+                if let Poll::Ready(reason) = to.poll_reset(cx) {
+                    return Poll::Ready(Err(match reason {
+                        Ok(reason) => PipeError::Send(h2::Error::from(reason)),
+                        Err(e) => PipeError::Send(e),
+                    }));
+                }
+                from.poll_data(cx).map(Ok)
+            })
+            .await?;
+            match next {
+                Some(Ok(chunk)) => {
+                    let len = chunk.len();
+                    to.reserve_capacity(len);
+                    let last = from.is_end_stream();
+                    to.send_data(chunk, last).map_err(PipeError::Send)?;
+                    let _ = from.flow_control().release_capacity(len);
+                    if last {
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) => return Err(PipeError::Recv(e)),
+                None => break,
+            }
+        }
+        match poll_fn(|cx| from.poll_trailers(cx))
+            .await
+            .map_err(PipeError::Recv)?
+        {
+            Some(trailers) => {
+                on_trailers(&trailers);
+                to.send_trailers(trailers).map_err(PipeError::Send)
+            }
+            None => to.send_data(Bytes::new(), true).map_err(PipeError::Send),
+        }
+    }
+    .await;
+    if let Err(error) = &result {
+        match error {
+            // The receiver reset: tell the sender we stopped reading.
+            PipeError::Send(_) | PipeError::Closed => drop(from),
+            PipeError::Recv(e) => to.send_reset(e.reason().unwrap_or(Reason::CANCEL)),
+        }
+    }
+    result
+}
+
+/// The request reached the endpoint and failed there: count it, answer 502 (gRPC: UNAVAILABLE).
+fn fail_sent(endpoint: &Endpoint, respond: &mut SendResponse<Bytes>, grpc: bool) {
+    endpoint.http.request();
+    let series = endpoint.http.status(StatusCode::BAD_GATEWAY.as_u16());
+    endpoint.http.response(&series, grpc, Outcome::Error);
+    local_error(
+        respond,
+        grpc,
+        StatusCode::BAD_GATEWAY,
+        "endpoint failed the request",
+    );
+}
+
+/// A response the proxy makes itself (see `forward::local_error` for the HTTP/1.1 twin).
+fn local_error(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    status: StatusCode,
+    reason: &'static str,
+) {
+    let mut response = Response::new(());
+    if !grpc {
+        *response.status_mut() = status;
+    }
+    let headers = response.headers_mut();
+    headers.insert(PROXY_ERROR, HeaderValue::from_static(reason));
+    if grpc {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        let code = if status == StatusCode::NOT_FOUND {
+            "12"
+        } else {
+            "14"
+        };
+        headers.insert("grpc-status", HeaderValue::from_static(code));
+        headers.insert("grpc-message", HeaderValue::from_static(reason));
+        let _ = respond.send_response(response, true);
+    } else {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        if let Ok(mut tx) = respond.send_response(response, false) {
+            let _ = tx.send_data(Bytes::from_static(reason.as_bytes()), true);
+        }
+    }
+}
