@@ -1,0 +1,235 @@
+//! The MeshPolicy controller: judges each policy ([`evaluate`]) from in-memory caches of policies, pods
+//! and Services, and writes the verdict as the `Accepted` condition, the target and the matched pods and
+//! workloads, with an Event when the verdict changes. Its effect on traffic comes with the discovery stream.
+//!
+//! What triggers a reconcile: a policy changes (the policy and every other policy of its namespace, since
+//! a change can start or end a conflict), a pod changes (every policy of its namespace: labels decide
+//! matches), a Service changes (the policies whose `targetRef` names it).
+//!
+//! - [`validate`]: the spec's checks and its compiled form;
+//! - [`selector`]: label selectors (syntax, matching, rendering);
+//! - [`matching`]: which pods and workloads a target picks;
+//! - [`evaluate`]: the whole verdict, conflicts included;
+//! - [`report`]: condition transitions and their Events;
+//! - [`duration`]: Go-style durations.
+
+pub mod duration;
+pub mod evaluate;
+pub mod matching;
+pub mod report;
+pub mod selector;
+pub mod validate;
+
+use crate::{context::Context, status};
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use std::{sync::Arc, time::Duration};
+use tracing::{Instrument, debug, info, info_span, warn};
+use weft_crds::{Condition, ConditionStatus, MeshPolicy, mesh_policy::MeshPolicyStatus};
+
+/// How long a reconcile waits for the pod and Service caches to fill after start before giving up.
+const CACHE_WAIT: Duration = Duration::from_secs(30);
+/// When to retry after a failed reconcile (the API server refused the status, caches not ready).
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What every reconcile reads.
+struct State {
+    ctx: Context,
+    policies: Store<MeshPolicy>,
+    pods: Store<Pod>,
+    services: Store<Service>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("the pod and Service caches were not filled within {0:?}")]
+    CachesNotReady(Duration),
+    #[error("could not write the status: {0}")]
+    WriteStatus(#[source] kube::Error),
+}
+
+/// Runs the MeshPolicy controller until the process stops (or the future is dropped on losing the lease).
+pub async fn run(ctx: Context) {
+    let client = ctx.client.clone();
+    let (policies, policy_writer) = reflector::store::<MeshPolicy>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let (services, service_writer) = reflector::store::<Service>();
+
+    // Each policy event also triggers the other policies of its namespace, read from the same cache the
+    // event was just applied to, so a conflict's loser is re-judged when its winner changes or goes.
+    let siblings = policies.clone();
+    let policy_triggers = watcher(Api::<MeshPolicy>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(policy_writer)
+        .touched_objects()
+        .flat_map(move |event| {
+            let triggers = match event {
+                Ok(policy) => {
+                    let mut triggers: Vec<_> = siblings
+                        .state()
+                        .iter()
+                        .filter(|p| p.namespace() == policy.namespace() && p.name_any() != policy.name_any())
+                        .map(|p| Ok(MeshPolicy::clone(p)))
+                        .collect();
+                    triggers.push(Ok(policy));
+                    triggers
+                }
+                Err(error) => vec![Err(error)],
+            };
+            stream::iter(triggers)
+        });
+
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(keep_pod_identity_only)
+        .reflect(pod_writer)
+        .touched_objects();
+    let service_events = watcher(Api::<Service>::all(client), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(keep_service_spec_only)
+        .reflect(service_writer)
+        .touched_objects();
+
+    let by_namespace = policies.clone();
+    let pod_to_policies = move |pod: Pod| {
+        let namespace = pod.namespace();
+        by_namespace
+            .state()
+            .iter()
+            .filter(|p| p.namespace() == namespace)
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let by_target = policies.clone();
+    let service_to_policies = move |service: Service| {
+        let (namespace, name) = (service.namespace(), service.name_any());
+        by_target
+            .state()
+            .iter()
+            .filter(|p| p.namespace() == namespace)
+            .filter(|p| p.spec.target_ref.as_ref().is_some_and(|t| t.name == name))
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect::<Vec<_>>()
+    };
+
+    let state = Arc::new(State {
+        ctx,
+        policies: policies.clone(),
+        pods,
+        services,
+    });
+    info!("MeshPolicy controller starting");
+    Controller::for_stream(policy_triggers, policies)
+        .watches_stream(pod_events, pod_to_policies)
+        .watches_stream(service_events, service_to_policies)
+        .run(reconcile, error_policy, state)
+        .for_each(|result| async move {
+            match result {
+                Ok((policy, _)) => debug!(policy = %policy, "reconciled"),
+                Err(error) => debug!(%error, "MeshPolicy reconcile did not complete"),
+            }
+        })
+        .await;
+    info!("MeshPolicy controller stopped");
+}
+
+/// Pods are cached for their labels, owners, deletion and phase only; the rest would cost memory for
+/// nothing in a cluster of many pods.
+fn keep_pod_identity_only(pod: &mut Pod) {
+    pod.spec = None;
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    let phase = pod.status.as_mut().and_then(|s| s.phase.take());
+    pod.status = phase.map(|phase| PodStatus {
+        phase: Some(phase),
+        ..Default::default()
+    });
+}
+
+/// Services are cached for their selector.
+fn keep_service_spec_only(service: &mut Service) {
+    service.metadata.managed_fields = None;
+    service.metadata.annotations = None;
+    service.status = None;
+}
+
+async fn reconcile(policy: Arc<MeshPolicy>, state: Arc<State>) -> Result<Action, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let span = info_span!("reconcile", kind = "MeshPolicy", policy = %format!("{namespace}/{name}"));
+    reconcile_one(&policy, &state, &namespace, &name).instrument(span).await
+}
+
+async fn reconcile_one(policy: &MeshPolicy, state: &State, namespace: &str, name: &str) -> Result<Action, Error> {
+    tokio::time::timeout(CACHE_WAIT, async {
+        // Errors mean the writer is gone (the controller is stopping); there is nothing better to wait for.
+        let _ = state.pods.wait_until_ready().await;
+        let _ = state.services.wait_until_ready().await;
+    })
+    .await
+    .map_err(|_| Error::CachesNotReady(CACHE_WAIT))?;
+
+    let siblings = state.policies.state();
+    let pods = state.pods.state();
+    let target_service = policy
+        .spec
+        .target_ref
+        .as_ref()
+        .and_then(|t| state.services.get(&ObjectRef::new(&t.name).within(namespace)));
+    let evaluation = evaluate::evaluate(
+        policy,
+        siblings.iter().map(AsRef::as_ref).filter(|p| p.namespace().as_deref() == Some(namespace)),
+        pods.iter().map(AsRef::as_ref).filter(|p| p.namespace().as_deref() == Some(namespace)),
+        |wanted| target_service.as_deref().filter(|s| s.name_any() == wanted),
+    );
+
+    let generation = policy.metadata.generation;
+    let old = policy.status.clone().unwrap_or_default();
+    let mut new = MeshPolicyStatus {
+        conditions: old.conditions.clone(),
+        ..evaluation.status_fields(generation)
+    };
+    let event = report::update(
+        &mut new.conditions,
+        Condition::new(
+            "Accepted",
+            ConditionStatus::from_bool(evaluation.accepted),
+            evaluation.reason.as_str(),
+            evaluation.message.clone(),
+            generation,
+            &status::now_rfc3339(),
+        ),
+        "Validate",
+    );
+    if new == old {
+        debug!("status unchanged");
+        return Ok(Action::await_change());
+    }
+    let api: Api<MeshPolicy> = Api::namespaced(state.ctx.client.clone(), namespace);
+    status::apply(&api, name, &new).await.map_err(Error::WriteStatus)?;
+    if evaluation.accepted {
+        info!(reason = evaluation.reason.as_str(), pods = evaluation.matches.pods, "accepted");
+    } else {
+        warn!(reason = evaluation.reason.as_str(), message = %evaluation.message, "not accepted");
+    }
+    report::publish(&state.ctx, policy, event.into_iter().collect()).await;
+    Ok(Action::await_change())
+}
+
+fn error_policy(policy: Arc<MeshPolicy>, error: &Error, _state: Arc<State>) -> Action {
+    warn!(
+        policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any()),
+        %error,
+        "MeshPolicy reconcile failed; retrying"
+    );
+    Action::requeue(RETRY_AFTER)
+}
