@@ -92,6 +92,33 @@ machine_ticks() {
     awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit}' /proc/stat
 }
 
+# CPU ticks (utime+stime+cutime+cstime) of every user-space process that is not this script or
+# one of its descendants, one "pid ticks" line each, into file $1. Two snapshots tell what the
+# neighbours did meanwhile. (Comparing /proc/stat with our own processes' times does not work:
+# the kernel's loopback work is not charged to any process and looks like 30-50 % of a core.)
+others_snapshot() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v self=$$ '
+        {
+            pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
+            ppid[pid] = f[2]; ticks[pid] = f[12] + f[13] + f[14] + f[15]
+        }
+        END {
+            for (pid in ticks) {
+                # Kernel threads (children of kthreadd, pid 2) work for whoever sends packets.
+                if (pid == 2 || ppid[pid] == 2) continue
+                ours = 0
+                for (p = pid; p > 1; p = ppid[p]) if (p == self) { ours = 1; break }
+                if (!ours) print pid, ticks[pid]
+            }
+        }' >"$1"
+}
+
+# Ticks the neighbours used between two others_snapshot files (processes started meanwhile count
+# whole; a process reaped meanwhile shows in its parent's cutime).
+others_delta() {
+    awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; if (d > 0) sum += d } END { print sum + 0 }' "$1" "$2"
+}
+
 # Wait until the machine is quiet: over one second, busy time (ours included: keep idle while
 # calling) is under BUSY_PCT of one core. Tries for up to $1 seconds; sets QUIET_PCT to the last
 # busy percentage; returns 1 if it never got quiet. After one wait in vain the next ones give up after
@@ -318,20 +345,14 @@ peer_family_pids() {
 run_load() {
     local kind=$1 name=$2 rep=$3 expected=$4
     shift 4
-    local before after p0 p1 m0 m1 b0 b1 client rps=0 p50=- p99=- done_ok=0 wall top
+    local before after p0 p1 rps=0 p50=- p99=- done_ok=0 wall top
     local -a ppids rss_parts=()
     mapfile -t ppids < <(peer_family_pids)
     before=$(backend_counts)
     p0=$(cpu_ticks "${ppids[@]}")
-    b0=$(cpu_ticks "${BACKEND_PIDS[@]}")
-    read -r m0 _ < <(machine_ticks)
-    # The subshell reads its children's CPU (cutime+cstime) once the load generator has exited.
-    client=$(
-        "$@" >"$RUN_DIR/load.out" 2>&1 || echo "exit=$?" >>"$RUN_DIR/load.out"
-        sed 's/.*) //' "/proc/$BASHPID/stat" | awk '{print $14 + $15}'
-    )
-    read -r m1 _ < <(machine_ticks)
-    b1=$(cpu_ticks "${BACKEND_PIDS[@]}")
+    others_snapshot "$RUN_DIR/others.0"
+    "$@" >"$RUN_DIR/load.out" 2>&1 || echo "exit=$?" >>"$RUN_DIR/load.out"
+    others_snapshot "$RUN_DIR/others.1"
     p1=$(cpu_ticks "${ppids[@]}")
     after=$(backend_counts)
     local rss=- cpu_us=- cpu_s=- cpu_pct=-
@@ -377,12 +398,10 @@ run_load() {
         read -r cpu_s cpu_us cpu_pct <<<"$(awk -v t=$((p1 - p0)) -v hz="$CLK_TCK" -v n="$expected" -v w="$wall" \
             'BEGIN { s = t / hz; printf "%.2f %.2f %.0f\n", s, s * 1e6 / n, s / w * 100 }')"
     fi
-    # Whatever the machine did beyond the proxies, the backends and the load generator was someone
-    # else's work: flag the row when it exceeds BUSY_PCT of a core.
+    # Neighbours' CPU while the load ran, in percent of one core: over BUSY_PCT flags the row.
     local foreign_pct
-    foreign_pct=$(awk -v m=$((m1 - m0)) -v p=$((p1 - p0)) -v b=$((b1 - b0)) -v c="${client:-0}" \
-        -v hz="$CLK_TCK" -v n="$expected" -v r="$rps" \
-        'BEGIN { w = (r > 0) ? n / r : 1; f = (m - p - b - c) / hz / w * 100; printf "%.0f\n", (f < 0 ? 0 : f) }')
+    foreign_pct=$(awk -v t="$(others_delta "$RUN_DIR/others.0" "$RUN_DIR/others.1")" -v hz="$CLK_TCK" \
+        -v n="$expected" -v r="$rps" 'BEGIN { w = (r > 0) ? n / r : 1; printf "%.0f\n", t / hz / w * 100 }')
     ((foreign_pct < BUSY_PCT)) || ROW_FLAGS+=("busy(${foreign_pct}%)")
 
     local flagstr=-
@@ -419,11 +438,19 @@ raw_names() { cut -f1 "$RAW" | awk '!seen[$0]++'; }
 
 # Medians of one row over its repeats, tab-separated:
 # rps p50 p99 cpu_us cpu_s cpu_pct rss per_backend flags ("r<rep>:<flags>" joined, or "-").
+# Runs flagged busy are left out of the medians when the row has at least one quiet run.
 row_medians() {
-    local name=$1 n r a b c d e f g h i
+    local name=$1 n r a b c d e f g h i quiet=0
     local -a rps=() p50=() p99=() cpu_us=() cpu_s=() cpu_pct=() rss=() pb=() fl=()
     while IFS=$'\t' read -r n r a b c d e f g h i; do
+        [[ $n == "$name" && $i != *busy* ]] && quiet=1
+    done <"$RAW"
+    while IFS=$'\t' read -r n r a b c d e f g h i; do
         [[ $n == "$name" ]] || continue
+        if ((quiet)) && [[ $i == *busy* ]]; then
+            fl+=("r$r:$i(left-out)")
+            continue
+        fi
         rps+=("$a") p50+=("$b") p99+=("$c") cpu_us+=("$d") cpu_s+=("$e") cpu_pct+=("$f") rss+=("$g") pb+=("$h")
         [[ $i == - ]] || fl+=("r$r:$i")
     done <"$RAW"
