@@ -63,6 +63,10 @@ pub async fn serve_connection(
     let mut stopping = false;
     loop {
         tokio::select! {
+            // Streams first: every stream that can progress queues its frames before the
+            // connection is polled again, so one poll of the connection flushes them in one write.
+            biased;
+            Some(()) = streams.next(), if !streams.is_empty() => {}
             accepted = conn.accept() => match accepted {
                 Some(Ok((req, respond))) => streams.push(forward_stream(ctx.clone(), req, respond)),
                 Some(Err(error)) => {
@@ -71,7 +75,6 @@ pub async fn serve_connection(
                 }
                 None => break,
             },
-            Some(()) = streams.next(), if !streams.is_empty() => {}
             _ = reached(&mut phase, Phase::Stopping), if !stopping => {
                 stopping = true;
                 conn.graceful_shutdown();
