@@ -25,7 +25,7 @@ else
   log "using the cluster of KUBECONFIG=$KUBECONFIG"
 fi
 
-kubectl apply --server-side --field-manager=weft-demo -f crds/generated/ >/dev/null
+kubectl apply --server-side --field-manager=weft-demo -k crds/generated/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/identities.weft.dev crd/meshpolicies.weft.dev crd/trafficsplits.weft.dev >/dev/null
 kubectl create namespace weft-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -f config/samples/identity.yaml

@@ -17,8 +17,9 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// A machine-readable CamelCase reason for the last transition (e.g. `Issued`, `AnchorExpired`).
     pub reason: String,
-    /// A human-readable explanation of the last transition.
-    #[serde(default)]
+    /// A human-readable explanation of the last transition (may be empty).
+    // No `#[serde(default)]`: its schema `default: ''` is read as null by apiserver 1.20, which then
+    // rejects the whole CRD. The operator always writes the field.
     pub message: String,
     /// When the status last changed (RFC 3339).
     pub last_transition_time: String,

@@ -1,7 +1,8 @@
 //! The YAML in crds/ applies to a real API server, establishes all three CRDs, and makes
 //! `kubectl get` and `kubectl explain` useful.
 
-use weft_e2e::Cluster;
+use std::time::Duration;
+use weft_e2e::{Cluster, poll_until};
 
 #[tokio::test]
 async fn crds_establish_and_kubectl_reads_them() {
@@ -19,8 +20,14 @@ async fn crds_establish_and_kubectl_reads_them() {
     assert!(ok, "kubectl get weft (category) failed: {err}");
 
     // `kubectl explain` shows the documented issuer fields (doc comments of the Rust types)
-    let (ok, out, err) = cluster.kubectl(&["explain", "identity.spec.issuer"]);
-    assert!(ok, "kubectl explain failed: {err}");
+    // (the API server publishes a new CRD's OpenAPI a moment after it is Established)
+    let out = poll_until("kubectl explain identity.spec.issuer", Duration::from_secs(30), || async {
+        match cluster.kubectl(&["explain", "identity.spec.issuer"]) {
+            (true, out, _) => Ok(out),
+            (false, _, err) => Err(err),
+        }
+    })
+    .await;
     for field in ["duration", "renewBefore", "keyAlgorithm"] {
         assert!(out.contains(field), "explain lacks {field}:\n{out}");
     }
