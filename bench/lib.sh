@@ -1,4 +1,5 @@
 # Shared helpers of bench/run.sh and bench/mtls.sh. Sourced, not run.
+# shellcheck disable=SC2034 # globals set here are read by the scripts that source this file
 # Needs: bash, awk (mawk is enough), curl, taskset, pgrep, and /proc.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -126,13 +127,13 @@ others_delta() {
 QUIET_GAVE_UP=""
 QUIET_PCT=0
 wait_quiet() {
-    local limit=${1:-30} deadline b0 t0 b1 t1 pct
+    local limit=${1:-30} deadline b0 b1 pct
     [[ -z $QUIET_GAVE_UP ]] || limit=3
     deadline=$((SECONDS + limit))
     while :; do
-        read -r b0 t0 < <(machine_ticks)
+        read -r b0 _ < <(machine_ticks)
         sleep 1
-        read -r b1 t1 < <(machine_ticks)
+        read -r b1 _ < <(machine_ticks)
         # Percent of ONE core busy over the second.
         pct=$(( (b1 - b0) * 100 / CLK_TCK ))
         if ((pct < BUSY_PCT)); then QUIET_GAVE_UP=""; QUIET_PCT=$pct; return 0; fi

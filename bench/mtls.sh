@@ -95,7 +95,7 @@ main() {
     mkdir -p "$OUT_DIR"
     RAW=$RUN_DIR/raw.tsv
     : >"$RAW"
-    ensure_tools
+    ensure_tools none # h2load, curl, taskset; no peer proxies
     build_binaries weft
     require_ports_free "${BACKEND_PORTS[@]}" "$CLIENT_OUTBOUND" "$CLIENT_ADMIN" "$SERVER_INBOUND" \
         "$SERVER_OUTBOUND" "$SERVER_ADMIN"

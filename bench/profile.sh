@@ -37,7 +37,7 @@ main() {
     write_grpc_frame "$GRPC_FRAME"
     start_backends
 
-    local out=$OUT_DIR/callgrind.$PEER.$PROTOCOL.out report=$OUT_DIR/callgrind.$PEER.$PROTOCOL.txt url cmd
+    local profile=$OUT_DIR/callgrind.$PEER.$PROTOCOL.out report=$OUT_DIR/callgrind.$PEER.$PROTOCOL.txt url cmd
     url=http://127.0.0.1:$PORT/
     case $PEER in
         weft)
@@ -54,8 +54,8 @@ EOF
             ;;
         *) die "PEER must be weft or haproxy" ;;
     esac
-    rm -f "$out"
-    taskset -c "$PROXY_CPU" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+    rm -f "$profile"
+    taskset -c "$PROXY_CPU" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
         "${cmd[@]}" >"$RUN_DIR/proxy.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
@@ -74,23 +74,23 @@ EOF
 
     local total
     # "totals:" is the count of the instrumented part ("summary:" may stay 0 with --instr-atstart=no).
-    total=$(awk '/^totals:/ {print $2; exit}' "$out")
+    total=$(awk '/^totals:/ {print $2; exit}' "$profile")
     {
         printf '%s %s, %s requests under callgrind (%s conns x %s streams): %s instructions, %.0f per request\n\n' \
             "$PEER" "$PROTOCOL" "$REQUESTS" "$CONNECTIONS" "$STREAMS" "$total" "$(awk -v t="$total" -v n="$REQUESTS" 'BEGIN { print t / n }')"
         echo "== self (exclusive) =="
-        callgrind_annotate --inclusive=no "$out" 2>/dev/null | tidy_paths | sed -n '/^Ir/,$p' | head -45 || true
+        callgrind_annotate --inclusive=no "$profile" 2>/dev/null | tidy_paths | sed -n '/^Ir/,$p' | head -45 || true
         echo
         echo "== inclusive =="
-        callgrind_annotate --inclusive=yes "$out" 2>/dev/null | tidy_paths | sed -n '/^Ir/,$p' | head -60 || true
+        callgrind_annotate --inclusive=yes "$profile" 2>/dev/null | tidy_paths | sed -n '/^Ir/,$p' | head -60 || true
         echo
         echo "== who calls memcpy (largest callers) =="
-        callgrind_annotate --tree=caller --inclusive=yes "$out" 2>/dev/null | tidy_paths |
+        callgrind_annotate --tree=caller --inclusive=yes "$profile" 2>/dev/null | tidy_paths |
             awk '/^$/ { blk = ""; next } { blk = blk "\n" $0 } /\* .*memcpy/ { print blk; exit }' |
             sed 's/,//g' | sort -k1,1 -rn | head -16 || true
     } >"$report"
     cat "$report"
-    log "wrote $report and $out (open with callgrind_annotate or kcachegrind)"
+    log "wrote $report and $profile (open with callgrind_annotate or kcachegrind)"
 }
 
 main "$@"

@@ -129,7 +129,9 @@ measure_row() {
 }
 
 main() {
-    local peers=($PEERS) protocols=($PROTOCOLS) want_tools=() p
+    local peers protocols want_tools=() p
+    read -ra peers <<<"$PEERS"
+    read -ra protocols <<<"$PROTOCOLS"
     for p in "${peers[@]}"; do want_tools+=("$p"); done
     ((REQUESTS > 0 && REPEATS > 0)) || die "REQUESTS and REPEATS must be positive"
     (($(nproc) >= 2)) || die "needs 2 cores: the proxy alone on one, load and backends on the other"
