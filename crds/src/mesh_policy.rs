@@ -21,16 +21,20 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 pub const DNS_LABEL_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
 
 /// A DNS-1123 subdomain (ServiceAccount and namespace names are checked against this).
-pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// An HTTP status (`503`), a class (`5xx`) or an inclusive range (`500-504`).
-pub const HTTP_STATUS_PATTERN: &str = r"^([1-5][0-9][0-9]|[1-5]xx|[1-5][0-9][0-9]-[1-5][0-9][0-9])$";
+pub const HTTP_STATUS_PATTERN: &str =
+    r"^([1-5][0-9][0-9]|[1-5]xx|[1-5][0-9][0-9]-[1-5][0-9][0-9])$";
 
 /// A client identity name, optionally with a leading `*.` wildcard, or `*` alone (any authenticated client).
 pub const IDENTITY_PATTERN: &str =
     r"^(\*|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$";
 
 /// What weft does with meshed traffic to a set of pods. Exactly one of `selector` and `targetRef` says which pods.
+// Several printer columns share `type_ = "string"`, which clippy mistakes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "weft.dev",
@@ -74,7 +78,11 @@ pub const IDENTITY_PATTERN: &str =
         description = "Workloads (Deployments, StatefulSets, ... or bare pods) the policy applies to",
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[schemars(extend("oneOf" = [{"required": ["selector"]}, {"required": ["targetRef"]}]))]
 #[serde(rename_all = "camelCase")]
@@ -82,11 +90,13 @@ pub struct MeshPolicySpec {
     /// The pods in this namespace the policy applies to, by their labels (as a Deployment's selector).
     /// An empty selector (`{}`) selects every pod in the namespace. Exactly one of `selector` and `targetRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "WorkloadSelector")]
     pub selector: Option<WorkloadSelector>,
 
     /// A Service in this namespace: the policy applies to the pods its selector picks.
     /// Exactly one of `selector` and `targetRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "ServiceTargetRef")]
     pub target_ref: Option<ServiceTargetRef>,
 
     /// Mutual TLS for traffic to the selected pods.
@@ -95,24 +105,29 @@ pub struct MeshPolicySpec {
 
     /// Which clients may call the selected pods. When absent every client the mTLS mode admits may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Authorization")]
     pub authorization: Option<Authorization>,
 
     /// Retries of failed requests to the selected pods. When absent, only requests that failed before any
     /// byte reached a pod are retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RetryPolicy")]
     pub retries: Option<RetryPolicy>,
 
     /// Timeouts of requests to the selected pods. When absent, requests have no timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Timeouts")]
     pub timeouts: Option<Timeouts>,
 
     /// Ejection of failing pods from load balancing. When absent, pods are not ejected for failing requests
     /// (only for refused or reset connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "CircuitBreaking")]
     pub circuit_breaking: Option<CircuitBreaking>,
 
     /// How clients choose among the selected pods. When absent: PeakEwmaP2C with Linkerd's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Balancing")]
     pub balancing: Option<Balancing>,
 }
 
@@ -148,7 +163,9 @@ pub struct LabelSelectorRequirement {
 }
 
 /// The operator of a label selector requirement.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum SelectorOperator {
     In,
     NotIn,
@@ -229,6 +246,7 @@ pub struct ServiceAccountRef {
     /// The ServiceAccount's namespace; the policy's namespace when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
+    #[schemars(with = "String")]
     pub namespace: Option<String>,
 }
 
@@ -321,7 +339,9 @@ fn default_retry_ttl() -> String {
 }
 
 /// gRPC status codes by their canonical names.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum GrpcCode {
     Cancelled,
     Unknown,
@@ -349,16 +369,19 @@ pub struct Timeouts {
     /// The whole request, retries included, from the first byte sent until the response's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(with = "String")]
     pub request: Option<String>,
 
     /// How long a request or response stream may stay without any byte in either direction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(with = "String")]
     pub idle: Option<String>,
 
     /// Each attempt (the original or a retry); must not exceed `request`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(with = "String")]
     pub per_try: Option<String>,
 }
 
@@ -458,17 +481,20 @@ pub enum BalancingAlgorithm {
 pub struct MeshPolicyStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub observed_generation: Option<i64>,
 
-    /// `Accepted`: `True` when the policy is valid, its target exists and no older policy has the same target;
-    /// otherwise `False` with a reason (`InvalidTarget`, `InvalidSelector`, `InvalidAuthorization`,
-    /// `InvalidRetryStatus`, `InvalidDuration`, `InvalidTimeouts`, `InvalidCircuitBreaking`, `TargetNotFound`,
-    /// `Conflict`).
+    /// `Accepted`: `True` (reason `Accepted`) when the policy is valid, its target exists and no older policy has
+    /// the same target; otherwise `False` with the first reason that applies, in this order: `InvalidTarget`,
+    /// `InvalidSelector`, `InvalidAuthorization`, `InvalidRetryStatus`, `InvalidRetryBudget`, `InvalidDuration`,
+    /// `InvalidTimeouts`, `InvalidCircuitBreaking` (the message lists every problem), then `TargetNotFound`, then
+    /// `Conflict`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 
     /// The target in words: `Service/<name>` or the selector (`app=web,tier in (a,b)`; `<all pods>` when empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub target: Option<String>,
 
     /// Running pods (not terminating or finished) the policy applies to.

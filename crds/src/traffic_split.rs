@@ -5,15 +5,14 @@
 //! rest (duplicates, the apex among its own backends, all weights zero, a second split of the same apex) for the
 //! `Accepted` condition, and the referenced Services and their ready endpoints for `ResolvedRefs`.
 
-use crate::{
-    condition::Condition,
-    mesh_policy::DNS_LABEL_PATTERN,
-};
+use crate::{condition::Condition, mesh_policy::DNS_LABEL_PATTERN};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Splits the traffic sent to the apex Service `service` across `backends` by relative weight.
+// Several printer columns share `type_ = "string"`, which clippy mistakes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[kube(
     group = "weft.dev",
@@ -50,7 +49,11 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.summary",
         description = "Effective share of each backend"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficSplitSpec {
@@ -103,6 +106,7 @@ pub struct TrafficSplitMatch {
 pub struct TrafficSplitStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub observed_generation: Option<i64>,
 
     /// `Accepted`: `True` (reason `Accepted`) when the spec is valid and no older split has the same apex; else
@@ -120,6 +124,7 @@ pub struct TrafficSplitStatus {
 
     /// The effective shares in one line, e.g. `web-v1 90%, web-v2 10%` (`none` when no backend resolves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub summary: Option<String>,
 }
 
@@ -136,7 +141,7 @@ pub struct BackendStatus {
     /// The weight weft routes by: the spec's weight when the backend resolved, else 0.
     pub effective_weight: i32,
 
-    /// The backend's share of the apex's traffic, as a percentage with one decimal (e.g. `33.3`).
+    /// The backend's share of the apex's traffic, rounded to one decimal: `90%`, `33.3%`, `0%`.
     pub percent: String,
 
     /// Ready endpoint addresses of the backend Service.
@@ -145,5 +150,6 @@ pub struct BackendStatus {
     /// Why the backend gets nothing: `BackendNotFound`, `PortMismatch` or `NoReadyEndpoints`; absent when it
     /// resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub reason: Option<String>,
 }

@@ -90,8 +90,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_text() {
-        for text in ["", "10", "s", "10x", "1.s", ".5s", "1..5s", "-1s", "1 s", "10sec", "1.2.3s"] {
-            assert!(matches!(parse(text), Err(DurationError::Syntax(_))), "{text:?} was accepted");
+        for text in [
+            "", "10", "s", "10x", "1.s", ".5s", "1..5s", "-1s", "1 s", "10sec", "1.2.3s",
+        ] {
+            assert!(
+                matches!(parse(text), Err(DurationError::Syntax(_))),
+                "{text:?} was accepted"
+            );
         }
     }
 
@@ -99,6 +104,9 @@ mod tests {
     fn rejects_overflow_without_panicking() {
         let huge = format!("{}h", "9".repeat(40));
         assert!(matches!(parse(&huge), Err(DurationError::Overflow(_))));
-        assert!(matches!(parse("9999999999h"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse("9999999999h"),
+            Err(DurationError::Overflow(_))
+        ));
     }
 }

@@ -30,7 +30,13 @@ impl Evaluation {
             target: self.target.clone(),
             matched_pods: saturating_i32(self.matches.pods),
             matched_workloads: saturating_i32(self.matches.workloads.len()),
-            workloads: self.matches.workloads.iter().take(LISTED_WORKLOADS).cloned().collect(),
+            workloads: self
+                .matches
+                .workloads
+                .iter()
+                .take(LISTED_WORKLOADS)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -57,7 +63,10 @@ pub fn evaluate<'a>(
                 .as_ref()
                 .and_then(|t| matching::matched_pods(t, pods, service).ok())
                 .unwrap_or_default();
-            let first = problems.first().map(|p| p.reason).unwrap_or(Reason::InvalidTarget);
+            let first = problems
+                .first()
+                .map(|p| p.reason)
+                .unwrap_or(Reason::InvalidTarget);
             return Evaluation {
                 accepted: false,
                 reason: first,
@@ -95,8 +104,13 @@ pub fn evaluate<'a>(
         };
     }
     let message = match (&compiled.authorization, matches.pods) {
-        (Some(a), _) if a.identities.is_empty() && a.service_accounts.is_empty() && !a.all_unauthenticated => {
-            "accepted; its authorization lists no client, so every request to these pods is denied".to_string()
+        (Some(a), _)
+            if a.identities.is_empty()
+                && a.service_accounts.is_empty()
+                && !a.all_unauthenticated =>
+        {
+            "accepted; its authorization lists no client, so every request to these pods is denied"
+                .to_string()
         }
         (_, 0) => "accepted; no running pod matches its target yet".to_string(),
         (_, pods) => format!("accepted; applies to {pods} pod(s)"),
@@ -119,7 +133,9 @@ fn readable_target(policy: &MeshPolicy) -> Option<validate::Target> {
     target_only.circuit_breaking = None;
     target_only.balancing = None;
     let namespace = policy.namespace().unwrap_or_default();
-    validate::validate(&namespace, &target_only).ok().map(|c| c.target)
+    validate::validate(&namespace, &target_only)
+        .ok()
+        .map(|c| c.target)
 }
 
 /// The oldest valid sibling with the same target, when it is older than `policy` (creation time, then name).
@@ -187,7 +203,8 @@ mod tests {
     };
     use kube::api::ObjectMeta;
     use weft_crds::mesh_policy::{
-        Authorization, MeshPolicySpec, MtlsSettings, ServiceTargetRef, TargetKind, Timeouts, WorkloadSelector,
+        Authorization, MeshPolicySpec, MtlsSettings, ServiceTargetRef, TargetKind, Timeouts,
+        WorkloadSelector,
     };
 
     fn policy(name: &str, created_secs: i64, spec: MeshPolicySpec) -> MeshPolicy {
@@ -252,7 +269,11 @@ mod tests {
 
     #[test]
     fn accepted_with_counts() {
-        let pods = [pod("web-1", "web"), pod("web-2", "web"), pod("api-1", "api")];
+        let pods = [
+            pod("web-1", "web"),
+            pod("web-2", "web"),
+            pod("api-1", "api"),
+        ];
         let svc = web_service();
         let p = policy("web", 100, spec_for_service("web"));
         let eval = evaluate(&p, [], &pods, |_| Some(&svc));
@@ -303,7 +324,10 @@ mod tests {
         });
         let old = policy("old", 100, broken_spec);
         let new = policy("new", 200, spec_for_service("web"));
-        assert_eq!(evaluate(&new, [&old], [], |_| Some(&svc)).reason, Reason::Accepted);
+        assert_eq!(
+            evaluate(&new, [&old], [], |_| Some(&svc)).reason,
+            Reason::Accepted
+        );
         let eval_old = evaluate(&old, [&new], [], |_| Some(&svc));
         assert_eq!(eval_old.reason, Reason::InvalidDuration);
     }

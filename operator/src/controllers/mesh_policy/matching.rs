@@ -3,6 +3,7 @@
 use super::{selector, validate::Target};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use std::collections::{BTreeMap, BTreeSet};
+use weft_crds::mesh_policy::WorkloadSelector;
 
 /// How many workload names `status.workloads` lists.
 pub const LISTED_WORKLOADS: usize = 10;
@@ -30,17 +31,11 @@ where
     S: FnOnce(&str) -> Option<&'a Service>,
 {
     let empty = BTreeMap::new();
-    let picks: Box<dyn Fn(&BTreeMap<String, String>) -> bool> = match target {
-        Target::Selector(sel) => Box::new(move |labels| selector::matches(sel, labels)),
+    let picker = match target {
+        Target::Selector(sel) => Picker::Selector(sel),
         Target::Service(name) => {
             let svc = service(name).ok_or_else(|| Unresolved::ServiceNotFound(name.clone()))?;
-            // A Service without a selector has its endpoints managed by hand: it picks no pods.
-            let wanted = svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
-            if wanted.is_empty() {
-                Box::new(|_| false)
-            } else {
-                Box::new(move |labels| wanted.iter().all(|(k, v)| labels.get(k) == Some(v)))
-            }
+            Picker::ServiceSelector(svc.spec.as_ref().and_then(|s| s.selector.as_ref()))
         }
     };
     let mut matches = Matches::default();
@@ -48,12 +43,31 @@ where
         if !is_running(pod) {
             continue;
         }
-        if picks(pod.metadata.labels.as_ref().unwrap_or(&empty)) {
+        if picker.picks(pod.metadata.labels.as_ref().unwrap_or(&empty)) {
             matches.pods += 1;
             matches.workloads.insert(workload_of(pod));
         }
     }
     Ok(matches)
+}
+
+/// How a target picks pods by their labels.
+enum Picker<'a> {
+    Selector(&'a WorkloadSelector),
+    ServiceSelector(Option<&'a BTreeMap<String, String>>),
+}
+
+impl Picker<'_> {
+    fn picks(&self, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Picker::Selector(sel) => selector::matches(sel, labels),
+            // A Service without a selector has its endpoints managed by hand: it picks no pods.
+            Picker::ServiceSelector(None) => false,
+            Picker::ServiceSelector(Some(wanted)) => {
+                !wanted.is_empty() && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+            }
+        }
+    }
 }
 
 /// A pod that serves or will serve traffic: not being deleted and not finished.
@@ -103,14 +117,18 @@ mod tests {
         apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
     };
     use kube::api::ObjectMeta;
-    use weft_crds::mesh_policy::WorkloadSelector;
 
     pub(crate) fn pod(name: &str, labels: &[(&str, &str)]) -> Pod {
         Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("shop".into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             ..Default::default()
@@ -132,7 +150,12 @@ mod tests {
     fn service(selector: &[(&str, &str)]) -> Service {
         Service {
             spec: Some(ServiceSpec {
-                selector: Some(selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                selector: Some(
+                    selector
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             }),
             ..Default::default()
@@ -169,7 +192,8 @@ mod tests {
             ..Default::default()
         });
         let mut terminating = pod("web-going", &[("app", "web")]);
-        terminating.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        terminating.metadata.deletion_timestamp =
+            Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         let pods = [
             owned(
                 pod("web-1", &[("app", "web"), ("pod-template-hash", "h")]),
@@ -186,7 +210,8 @@ mod tests {
             finished,
             terminating,
         ];
-        let matches = matched_pods(&app_selector("web"), &pods, |_| None).expect("selector needs no lookup");
+        let matches =
+            matched_pods(&app_selector("web"), &pods, |_| None).expect("selector needs no lookup");
         assert_eq!(matches.pods, 3);
         assert_eq!(
             matches.workloads.into_iter().collect::<Vec<_>>(),
@@ -196,7 +221,10 @@ mod tests {
 
     #[test]
     fn service_target_uses_the_service_selector() {
-        let pods = [pod("web-1", &[("app", "web")]), pod("api-1", &[("app", "api")])];
+        let pods = [
+            pod("web-1", &[("app", "web")]),
+            pod("api-1", &[("app", "api")]),
+        ];
         let svc = service(&[("app", "web")]);
         let matches = matched_pods(&Target::Service("web".into()), &pods, |name| {
             (name == "web").then_some(&svc)
@@ -206,7 +234,10 @@ mod tests {
         let missing = matched_pods(&Target::Service("gone".into()), &pods, |_| None);
         assert_eq!(missing, Err(Unresolved::ServiceNotFound("gone".into())));
         let no_selector = service(&[]);
-        let matches = matched_pods(&Target::Service("manual".into()), &pods, |_| Some(&no_selector)).expect("found");
+        let matches = matched_pods(&Target::Service("manual".into()), &pods, |_| {
+            Some(&no_selector)
+        })
+        .expect("found");
         assert_eq!(matches.pods, 0);
     }
 }

@@ -67,37 +67,48 @@ pub async fn run(ctx: Context) {
     // Each policy event also triggers the other policies of its namespace, read from the same cache the
     // event was just applied to, so a conflict's loser is re-judged when its winner changes or goes.
     let siblings = policies.clone();
-    let policy_triggers = watcher(Api::<MeshPolicy>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(policy_writer)
-        .touched_objects()
-        .flat_map(move |event| {
-            let triggers = match event {
-                Ok(policy) => {
-                    let mut triggers: Vec<_> = siblings
-                        .state()
-                        .iter()
-                        .filter(|p| p.namespace() == policy.namespace() && p.name_any() != policy.name_any())
-                        .map(|p| Ok(MeshPolicy::clone(p)))
-                        .collect();
-                    triggers.push(Ok(policy));
-                    triggers
-                }
-                Err(error) => vec![Err(error)],
-            };
-            stream::iter(triggers)
-        });
+    let policy_triggers = watcher(
+        Api::<MeshPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(policy_writer)
+    .touched_objects()
+    .flat_map(move |event| {
+        let triggers = match event {
+            Ok(policy) => {
+                let mut triggers: Vec<_> = siblings
+                    .state()
+                    .iter()
+                    .filter(|p| {
+                        p.namespace() == policy.namespace() && p.name_any() != policy.name_any()
+                    })
+                    .map(|p| Ok(MeshPolicy::clone(p)))
+                    .collect();
+                triggers.push(Ok(policy));
+                triggers
+            }
+            Err(error) => vec![Err(error)],
+        };
+        stream::iter(triggers)
+    });
 
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(keep_pod_identity_only)
-        .reflect(pod_writer)
-        .touched_objects();
-    let service_events = watcher(Api::<Service>::all(client), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(keep_service_spec_only)
-        .reflect(service_writer)
-        .touched_objects();
+    let pod_events = watcher(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(keep_pod_identity_only)
+    .reflect(pod_writer)
+    .touched_objects();
+    let service_events = watcher(
+        Api::<Service>::all(client),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(keep_service_spec_only)
+    .reflect(service_writer)
+    .touched_objects();
 
     let by_namespace = policies.clone();
     let pod_to_policies = move |pod: Pod| {
@@ -165,11 +176,19 @@ fn keep_service_spec_only(service: &mut Service) {
 async fn reconcile(policy: Arc<MeshPolicy>, state: Arc<State>) -> Result<Action, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
-    let span = info_span!("reconcile", kind = "MeshPolicy", policy = %format!("{namespace}/{name}"));
-    reconcile_one(&policy, &state, &namespace, &name).instrument(span).await
+    let span =
+        info_span!("reconcile", kind = "MeshPolicy", policy = %format!("{namespace}/{name}"));
+    reconcile_one(&policy, &state, &namespace, &name)
+        .instrument(span)
+        .await
 }
 
-async fn reconcile_one(policy: &MeshPolicy, state: &State, namespace: &str, name: &str) -> Result<Action, Error> {
+async fn reconcile_one(
+    policy: &MeshPolicy,
+    state: &State,
+    namespace: &str,
+    name: &str,
+) -> Result<Action, Error> {
     tokio::time::timeout(CACHE_WAIT, async {
         // Errors mean the writer is gone (the controller is stopping); there is nothing better to wait for.
         let _ = state.pods.wait_until_ready().await;
@@ -180,15 +199,20 @@ async fn reconcile_one(policy: &MeshPolicy, state: &State, namespace: &str, name
 
     let siblings = state.policies.state();
     let pods = state.pods.state();
-    let target_service = policy
-        .spec
-        .target_ref
-        .as_ref()
-        .and_then(|t| state.services.get(&ObjectRef::new(&t.name).within(namespace)));
+    let target_service = policy.spec.target_ref.as_ref().and_then(|t| {
+        state
+            .services
+            .get(&ObjectRef::new(&t.name).within(namespace))
+    });
     let evaluation = evaluate::evaluate(
         policy,
-        siblings.iter().map(AsRef::as_ref).filter(|p| p.namespace().as_deref() == Some(namespace)),
-        pods.iter().map(AsRef::as_ref).filter(|p| p.namespace().as_deref() == Some(namespace)),
+        siblings
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|p| p.namespace().as_deref() == Some(namespace)),
+        pods.iter()
+            .map(AsRef::as_ref)
+            .filter(|p| p.namespace().as_deref() == Some(namespace)),
         |wanted| target_service.as_deref().filter(|s| s.name_any() == wanted),
     );
 
@@ -215,9 +239,15 @@ async fn reconcile_one(policy: &MeshPolicy, state: &State, namespace: &str, name
         return Ok(Action::await_change());
     }
     let api: Api<MeshPolicy> = Api::namespaced(state.ctx.client.clone(), namespace);
-    status::apply(&api, name, &new).await.map_err(Error::WriteStatus)?;
+    status::apply(&api, name, &new)
+        .await
+        .map_err(Error::WriteStatus)?;
     if evaluation.accepted {
-        info!(reason = evaluation.reason.as_str(), pods = evaluation.matches.pods, "accepted");
+        info!(
+            reason = evaluation.reason.as_str(),
+            pods = evaluation.matches.pods,
+            "accepted"
+        );
     } else {
         warn!(reason = evaluation.reason.as_str(), message = %evaluation.message, "not accepted");
     }

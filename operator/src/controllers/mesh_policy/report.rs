@@ -12,7 +12,9 @@ use weft_crds::{Condition, ConditionStatus, condition::set_condition};
 
 /// The Event a condition change deserves, if any.
 pub fn transition_event(old: Option<&Condition>, new: &Condition, action: &str) -> Option<Event> {
-    let changed = old.is_none_or(|o| o.status != new.status || o.reason != new.reason || o.message != new.message);
+    let changed = old.is_none_or(|o| {
+        o.status != new.status || o.reason != new.reason || o.message != new.message
+    });
     if !changed {
         return None;
     }
@@ -25,13 +27,15 @@ pub fn transition_event(old: Option<&Condition>, new: &Condition, action: &str) 
             secondary: None,
         }),
         // Only a recovery is news; a resource that was fine from the start needs no Event.
-        ConditionStatus::True if old.is_some_and(|o| o.status != ConditionStatus::True) => Some(Event {
-            type_: EventType::Normal,
-            reason: new.reason.clone(),
-            note: Some(truncate_note(&new.message)),
-            action: action.to_string(),
-            secondary: None,
-        }),
+        ConditionStatus::True if old.is_some_and(|o| o.status != ConditionStatus::True) => {
+            Some(Event {
+                type_: EventType::Normal,
+                reason: new.reason.clone(),
+                note: Some(truncate_note(&new.message)),
+                action: action.to_string(),
+                secondary: None,
+            })
+        }
         ConditionStatus::True => None,
     }
 }
@@ -51,7 +55,11 @@ fn truncate_note(message: &str) -> String {
 /// Sets `new` in `conditions` (keeping the transition time when the status holds) and returns the Event
 /// the change deserves.
 pub fn update(conditions: &mut Vec<Condition>, new: Condition, action: &str) -> Option<Event> {
-    let event = transition_event(weft_crds::condition::find(conditions, &new.type_), &new, action);
+    let event = transition_event(
+        weft_crds::condition::find(conditions, &new.type_),
+        &new,
+        action,
+    );
     set_condition(conditions, new);
     event
 }
@@ -107,10 +115,24 @@ mod tests {
 
     #[test]
     fn update_keeps_the_transition_time_and_reports() {
-        let mut conditions = vec![Condition::new("Accepted", ConditionStatus::True, "Accepted", "", Some(1), "t1")];
+        let mut conditions = vec![Condition::new(
+            "Accepted",
+            ConditionStatus::True,
+            "Accepted",
+            "",
+            Some(1),
+            "t1",
+        )];
         let event = update(
             &mut conditions,
-            Condition::new("Accepted", ConditionStatus::True, "Accepted", "", Some(2), "t2"),
+            Condition::new(
+                "Accepted",
+                ConditionStatus::True,
+                "Accepted",
+                "",
+                Some(2),
+                "t2",
+            ),
             "Validate",
         );
         assert!(event.is_none());

@@ -21,20 +21,27 @@ pub fn problems(selector: &WorkloadSelector) -> Vec<String> {
             problems.push(format!("matchExpressions key {key:?}: {why}"));
         }
         match requirement.operator {
-            SelectorOperator::In | SelectorOperator::NotIn if requirement.values.is_empty() => problems.push(format!(
-                "matchExpressions on {key:?}: {:?} needs at least one value",
-                requirement.operator
-            )),
-            SelectorOperator::Exists | SelectorOperator::DoesNotExist if !requirement.values.is_empty() => problems
-                .push(format!(
+            SelectorOperator::In | SelectorOperator::NotIn if requirement.values.is_empty() => {
+                problems.push(format!(
+                    "matchExpressions on {key:?}: {:?} needs at least one value",
+                    requirement.operator
+                ))
+            }
+            SelectorOperator::Exists | SelectorOperator::DoesNotExist
+                if !requirement.values.is_empty() =>
+            {
+                problems.push(format!(
                     "matchExpressions on {key:?}: {:?} takes no values",
                     requirement.operator
-                )),
+                ))
+            }
             _ => {}
         }
         for value in &requirement.values {
             if let Err(why) = check_label_value(value) {
-                problems.push(format!("matchExpressions on {key:?}: value {value:?}: {why}"));
+                problems.push(format!(
+                    "matchExpressions on {key:?}: value {value:?}: {why}"
+                ));
             }
         }
     }
@@ -53,7 +60,10 @@ pub fn matches(selector: &WorkloadSelector, labels: &BTreeMap<String, String>) -
             .all(|requirement| requirement_holds(requirement, labels))
 }
 
-fn requirement_holds(requirement: &LabelSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+fn requirement_holds(
+    requirement: &LabelSelectorRequirement,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let value = labels.get(&requirement.key);
     match requirement.operator {
         SelectorOperator::In => value.is_some_and(|v| requirement.values.contains(v)),
@@ -102,7 +112,9 @@ pub fn check_label_key(key: &str) -> Result<(), &'static str> {
     let name = match key.split_once('/') {
         Some((prefix, name)) => {
             if prefix.is_empty() || prefix.len() > 253 || !is_dns_subdomain(prefix) {
-                return Err("the prefix before '/' must be a DNS subdomain of at most 253 characters");
+                return Err(
+                    "the prefix before '/' must be a DNS subdomain of at most 253 characters",
+                );
             }
             name
         }
@@ -122,7 +134,8 @@ pub fn check_label_value(value: &str) -> Result<(), &'static str> {
         return Ok(());
     }
     let bytes = value.as_bytes();
-    let edges_ok = bytes[0].is_ascii_alphanumeric() && bytes[bytes.len() - 1].is_ascii_alphanumeric();
+    let edges_ok =
+        bytes[0].is_ascii_alphanumeric() && bytes[bytes.len() - 1].is_ascii_alphanumeric();
     let body_ok = bytes
         .iter()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
@@ -147,7 +160,9 @@ fn is_dns_label_part(part: &str) -> bool {
     let bytes = part.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -157,10 +172,17 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
-    fn requirement(key: &str, operator: SelectorOperator, values: &[&str]) -> LabelSelectorRequirement {
+    fn requirement(
+        key: &str,
+        operator: SelectorOperator,
+        values: &[&str],
+    ) -> LabelSelectorRequirement {
         LabelSelectorRequirement {
             key: key.to_string(),
             operator,
@@ -168,7 +190,10 @@ mod tests {
         }
     }
 
-    fn selector(match_labels: &[(&str, &str)], match_expressions: Vec<LabelSelectorRequirement>) -> WorkloadSelector {
+    fn selector(
+        match_labels: &[(&str, &str)],
+        match_expressions: Vec<LabelSelectorRequirement>,
+    ) -> WorkloadSelector {
         WorkloadSelector {
             match_labels: labels(match_labels),
             match_expressions,
@@ -186,10 +211,19 @@ mod tests {
             ],
         );
         assert!(matches(&s, &labels(&[("app", "web"), ("tier", "a")])));
-        assert!(matches(&s, &labels(&[("app", "web"), ("tier", "b"), ("env", "prod")])));
+        assert!(matches(
+            &s,
+            &labels(&[("app", "web"), ("tier", "b"), ("env", "prod")])
+        ));
         assert!(!matches(&s, &labels(&[("app", "web"), ("tier", "c")])));
-        assert!(!matches(&s, &labels(&[("app", "web"), ("tier", "a"), ("legacy", "")])));
-        assert!(!matches(&s, &labels(&[("app", "web"), ("tier", "a"), ("env", "dev")])));
+        assert!(!matches(
+            &s,
+            &labels(&[("app", "web"), ("tier", "a"), ("legacy", "")])
+        ));
+        assert!(!matches(
+            &s,
+            &labels(&[("app", "web"), ("tier", "a"), ("env", "dev")])
+        ));
         assert!(!matches(&s, &labels(&[("app", "api"), ("tier", "a")])));
         let exists = selector(&[], vec![requirement("app", SelectorOperator::Exists, &[])]);
         assert!(matches(&exists, &labels(&[("app", "")])));
@@ -243,9 +277,12 @@ mod tests {
 
     #[test]
     fn accepts_qualified_keys_and_empty_values() {
-        let good = selector(&[("app.kubernetes.io/name", ""), ("a_b.c-d", "v1.2_3")], vec![]);
+        let good = selector(
+            &[("app.kubernetes.io/name", ""), ("a_b.c-d", "v1.2_3")],
+            vec![],
+        );
         assert!(problems(&good).is_empty());
-        assert!(check_label_key(&format!("{}", "a".repeat(63))).is_ok());
+        assert!(check_label_key(&"a".repeat(63)).is_ok());
         assert!(check_label_key(&"a".repeat(64)).is_err());
         assert!(check_label_key("/name").is_err());
         assert!(check_label_key("example.com/").is_err());

@@ -5,7 +5,8 @@
 use super::{duration, selector};
 use std::time::Duration;
 use weft_crds::mesh_policy::{
-    Authorization, BalancingAlgorithm, GrpcCode, MeshPolicySpec, MtlsMode, RetryPolicy, TargetKind, WorkloadSelector,
+    Authorization, BalancingAlgorithm, GrpcCode, MeshPolicySpec, MtlsMode, RetryPolicy, TargetKind,
+    WorkloadSelector,
 };
 
 /// The reasons of the `Accepted` condition.
@@ -177,8 +178,10 @@ pub fn validate(namespace: &str, spec: &MeshPolicySpec) -> Result<CompiledPolicy
                 ),
             )),
         }
-        let min_penalty = positive_duration("circuitBreaking.minPenalty", &cb.min_penalty, &mut problems);
-        let max_penalty = positive_duration("circuitBreaking.maxPenalty", &cb.max_penalty, &mut problems);
+        let min_penalty =
+            positive_duration("circuitBreaking.minPenalty", &cb.min_penalty, &mut problems);
+        let max_penalty =
+            positive_duration("circuitBreaking.maxPenalty", &cb.max_penalty, &mut problems);
         if min_penalty > max_penalty {
             problems.push(Problem::new(
                 Reason::InvalidCircuitBreaking,
@@ -197,7 +200,11 @@ pub fn validate(namespace: &str, spec: &MeshPolicySpec) -> Result<CompiledPolicy
     let balancing_spec = spec.balancing.clone().unwrap_or_default();
     let balancing = CompiledBalancing {
         algorithm: balancing_spec.algorithm,
-        default_rtt: positive_duration("balancing.defaultRtt", &balancing_spec.default_rtt, &mut problems),
+        default_rtt: positive_duration(
+            "balancing.defaultRtt",
+            &balancing_spec.default_rtt,
+            &mut problems,
+        ),
         decay: positive_duration("balancing.decay", &balancing_spec.decay, &mut problems),
     };
 
@@ -253,7 +260,10 @@ fn target(spec: &MeshPolicySpec, problems: &mut Vec<Problem>) -> Option<Target> 
             } else {
                 problems.push(Problem::new(
                     Reason::InvalidTarget,
-                    format!("targetRef.name {:?} is not a valid Service name", target_ref.name),
+                    format!(
+                        "targetRef.name {:?} is not a valid Service name",
+                        target_ref.name
+                    ),
                 ));
                 None
             }
@@ -267,7 +277,8 @@ fn authorization(
     spec: &Authorization,
     problems: &mut Vec<Problem>,
 ) -> CompiledAuthorization {
-    let mut invalid = |message: String| problems.push(Problem::new(Reason::InvalidAuthorization, message));
+    let mut invalid =
+        |message: String| problems.push(Problem::new(Reason::InvalidAuthorization, message));
     if spec.all_unauthenticated && mode == MtlsMode::Strict {
         invalid(
             "authorization.allUnauthenticated needs mtls.mode Permissive (or Disabled): Strict refuses every client \
@@ -351,20 +362,24 @@ fn retries(spec: &RetryPolicy, problems: &mut Vec<Problem>) -> CompiledRetries {
             format!("retries.budget.ratio must be between 0 and 1000, not {ratio}"),
         ));
     }
-    let min_retries_per_second = u32::try_from(spec.budget.min_retries_per_second).unwrap_or_else(|_| {
-        problems.push(Problem::new(
-            Reason::InvalidRetryBudget,
-            format!(
-                "retries.budget.minRetriesPerSecond must not be negative, not {}",
-                spec.budget.min_retries_per_second
-            ),
-        ));
-        0
-    });
+    let min_retries_per_second =
+        u32::try_from(spec.budget.min_retries_per_second).unwrap_or_else(|_| {
+            problems.push(Problem::new(
+                Reason::InvalidRetryBudget,
+                format!(
+                    "retries.budget.minRetriesPerSecond must not be negative, not {}",
+                    spec.budget.min_retries_per_second
+                ),
+            ));
+            0
+        });
     let max_body_bytes = u64::try_from(spec.max_body_bytes).unwrap_or_else(|_| {
         problems.push(Problem::new(
             Reason::InvalidRetryBudget,
-            format!("retries.maxBodyBytes must not be negative, not {}", spec.max_body_bytes),
+            format!(
+                "retries.maxBodyBytes must not be negative, not {}",
+                spec.max_body_bytes
+            ),
         ));
         0
     });
@@ -453,7 +468,10 @@ fn positive_duration(field: &str, text: &str, problems: &mut Vec<Problem>) -> Du
             Duration::ZERO
         }
         Err(e) => {
-            problems.push(Problem::new(Reason::InvalidDuration, format!("{field}: {e}")));
+            problems.push(Problem::new(
+                Reason::InvalidDuration,
+                format!("{field}: {e}"),
+            ));
             Duration::ZERO
         }
     }
@@ -463,8 +481,8 @@ fn positive_duration(field: &str, text: &str, problems: &mut Vec<Problem>) -> Du
 mod tests {
     use super::*;
     use weft_crds::mesh_policy::{
-        Balancing, CircuitBreaking, LabelSelectorRequirement, MtlsSettings, SelectorOperator, ServiceAccountRef,
-        ServiceTargetRef, Timeouts,
+        Balancing, CircuitBreaking, LabelSelectorRequirement, MtlsSettings, SelectorOperator,
+        ServiceAccountRef, ServiceTargetRef, Timeouts,
     };
 
     fn by_service(name: &str) -> MeshPolicySpec {
@@ -492,7 +510,10 @@ mod tests {
         let compiled = validate("shop", &by_service("web")).expect("valid");
         assert_eq!(compiled.target, Target::Service("web".into()));
         assert_eq!(compiled.mtls, MtlsMode::Strict);
-        assert_eq!(compiled.balancing.algorithm, BalancingAlgorithm::PeakEwmaP2C);
+        assert_eq!(
+            compiled.balancing.algorithm,
+            BalancingAlgorithm::PeakEwmaP2C
+        );
         assert_eq!(compiled.balancing.default_rtt, Duration::from_millis(30));
         assert_eq!(compiled.balancing.decay, Duration::from_secs(10));
         assert!(compiled.retries.is_none() && compiled.circuit_breaking.is_none());
@@ -509,7 +530,13 @@ mod tests {
         assert_eq!(retries.min_retries_per_second, 10);
         assert_eq!(retries.budget_ttl, Duration::from_secs(10));
         assert_eq!(retries.max_body_bytes, 65536);
-        assert_eq!(retries.statuses, vec![StatusRange { first: 500, last: 599 }]);
+        assert_eq!(
+            retries.statuses,
+            vec![StatusRange {
+                first: 500,
+                last: 599
+            }]
+        );
         let breaker = compiled.circuit_breaking.expect("breaker");
         assert_eq!(breaker.consecutive_failures, 7);
         assert_eq!(breaker.min_penalty, Duration::from_secs(1));
@@ -524,7 +551,10 @@ mod tests {
         let mut both = by_service("web");
         both.selector = Some(WorkloadSelector::default());
         assert_eq!(first_reason(&both), Reason::InvalidTarget);
-        assert_eq!(first_reason(&by_service("Not_A_Name")), Reason::InvalidTarget);
+        assert_eq!(
+            first_reason(&by_service("Not_A_Name")),
+            Reason::InvalidTarget
+        );
     }
 
     #[test]
@@ -549,7 +579,10 @@ mod tests {
             all_unauthenticated: true,
             ..Default::default()
         });
-        assert_eq!(first_reason(&strict_plaintext), Reason::InvalidAuthorization);
+        assert_eq!(
+            first_reason(&strict_plaintext),
+            Reason::InvalidAuthorization
+        );
 
         let mut permissive = strict_plaintext.clone();
         permissive.mtls.mode = MtlsMode::Permissive;
@@ -561,7 +594,10 @@ mod tests {
             identities: vec!["*".into()],
             ..Default::default()
         });
-        assert_eq!(first_reason(&disabled_identities), Reason::InvalidAuthorization);
+        assert_eq!(
+            first_reason(&disabled_identities),
+            Reason::InvalidAuthorization
+        );
 
         let mut bad_name = by_service("web");
         bad_name.authorization = Some(Authorization {
@@ -588,7 +624,10 @@ mod tests {
             ],
             all_unauthenticated: false,
         });
-        let authz = validate("shop", &spec).expect("valid").authorization.expect("authz");
+        let authz = validate("shop", &spec)
+            .expect("valid")
+            .authorization
+            .expect("authz");
         assert_eq!(
             authz.service_accounts,
             vec![
@@ -600,10 +639,30 @@ mod tests {
 
     #[test]
     fn retry_statuses() {
-        assert_eq!(parse_status_range("503"), Ok(StatusRange { first: 503, last: 503 }));
-        assert_eq!(parse_status_range("5xx"), Ok(StatusRange { first: 500, last: 599 }));
-        assert_eq!(parse_status_range("500-504"), Ok(StatusRange { first: 500, last: 504 }));
-        for bad in ["504-500", "600", "6xx", "0xx", "99", "5000", "abc", "500-", "-500", "50x"] {
+        assert_eq!(
+            parse_status_range("503"),
+            Ok(StatusRange {
+                first: 503,
+                last: 503
+            })
+        );
+        assert_eq!(
+            parse_status_range("5xx"),
+            Ok(StatusRange {
+                first: 500,
+                last: 599
+            })
+        );
+        assert_eq!(
+            parse_status_range("500-504"),
+            Ok(StatusRange {
+                first: 500,
+                last: 504
+            })
+        );
+        for bad in [
+            "504-500", "600", "6xx", "0xx", "99", "5000", "abc", "500-", "-500", "50x",
+        ] {
             assert!(parse_status_range(bad).is_err(), "{bad:?} was accepted");
         }
         let mut spec = by_service("web");
@@ -639,8 +698,10 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(first_reason(&spec), Reason::InvalidDuration);
-        let mut balancing = Balancing::default();
-        balancing.decay = "ten seconds".into();
+        let balancing = Balancing {
+            decay: "ten seconds".into(),
+            ..Default::default()
+        };
         let mut spec = by_service("web");
         spec.balancing = Some(balancing);
         assert_eq!(first_reason(&spec), Reason::InvalidDuration);
@@ -693,6 +754,9 @@ mod tests {
         });
         let problems = validate("shop", &spec).expect_err("refused");
         let reasons: Vec<_> = problems.iter().map(|p| p.reason).collect();
-        assert_eq!(reasons, vec![Reason::InvalidAuthorization, Reason::InvalidDuration]);
+        assert_eq!(
+            reasons,
+            vec![Reason::InvalidAuthorization, Reason::InvalidDuration]
+        );
     }
 }
