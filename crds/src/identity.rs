@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
 /// A DNS name (RFC 1123 subdomain): the trust domain must fit into a certificate's DNS SAN.
-pub const DNS_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// The default issuer lifetime (Linkerd's cert-manager example).
 pub const DEFAULT_ISSUER_DURATION: &str = "48h";
@@ -32,6 +33,8 @@ pub const DEFAULT_ANCHOR_KEY: &str = "ca.crt";
 /// The trust domain, trust anchors and issuer of the mesh. The operator issues an intermediate CA
 /// (the issuer) signed by the trust anchor, stores it in a `kubernetes.io/tls` Secret, renews it
 /// before it expires, and publishes every still-valid anchor in a trust-bundle ConfigMap.
+// The printer columns repeat `type_ = "string"`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "weft.dev",
@@ -89,7 +92,8 @@ pub struct IdentitySpec {
     pub trust_domain: String,
 
     /// The root of trust that signs the issuer. When `secretRef` is unset the operator generates a
-    /// self-signed ECDSA P-256 anchor and keeps it in the Secret `<identity>-trust-anchor` in its own namespace.
+    /// self-signed ECDSA P-256 anchor and keeps it in the Secret `<identity>-trust-anchor` in its own namespace
+    /// (in external mode, `spec.issuer.secretRef`, the `ca.crt` of the external issuer Secret is the anchor instead).
     #[serde(default)]
     pub trust_anchor: TrustAnchor,
 
@@ -117,8 +121,9 @@ fn default_trust_domain() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrustAnchor {
-    /// A Secret holding the anchor: `ca.crt` (a self-signed CA certificate, PEM) and `ca.key` (its private key,
-    /// PEM, PKCS#8 or SEC1). The namespace defaults to the operator's. Unset: the operator generates the anchor.
+    /// A Secret holding the anchor: `ca.crt` (a CA certificate, PEM) and `ca.key` (its private key, PEM:
+    /// PKCS#8, SEC1 or PKCS#1; not needed in external mode). The namespace defaults to the operator's.
+    /// Unset: the operator generates the anchor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretReference>,
 
@@ -387,7 +392,11 @@ mod tests {
 
     #[test]
     fn key_algorithm_names_round_trip() {
-        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Ed25519] {
+        for alg in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::Ed25519,
+        ] {
             let json = serde_json::to_string(&alg).expect("serialises");
             assert_eq!(json, format!("\"{}\"", alg.as_str()));
         }
@@ -397,8 +406,8 @@ mod tests {
     #[test]
     fn schema_validates_durations_and_key_algorithms() {
         let crd = serde_json::to_value(Identity::crd()).expect("CRD serialises");
-        let issuer = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-            ["issuer"]["properties"];
+        let issuer = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["issuer"]["properties"];
         assert_eq!(issuer["duration"]["pattern"], DURATION_PATTERN);
         assert_eq!(issuer["renewBefore"]["pattern"], DURATION_PATTERN);
         let algorithms = issuer["keyAlgorithm"]["enum"].as_array().expect("an enum");

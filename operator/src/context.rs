@@ -1,9 +1,11 @@
 //! What every controller shares.
 
+use crate::metrics::Metrics;
 use kube::{
     Client,
     runtime::events::{Recorder, Reporter},
 };
+use std::sync::Arc;
 
 /// The field manager of every write the operator makes (status by server-side apply, Secrets, ConfigMaps),
 /// so `kubectl get -o yaml --show-managed-fields` tells weft's fields from a user's.
@@ -19,6 +21,8 @@ pub struct Context {
     pub namespace: String,
     /// Publishes Events (events.k8s.io/v1) on the resources being reconciled.
     pub recorder: Recorder,
+    /// The operator's metrics (`/metrics` on the admin server); controllers count reconciles and errors here.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -32,6 +36,7 @@ impl Context {
             client,
             namespace,
             recorder,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
