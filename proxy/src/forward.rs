@@ -174,11 +174,11 @@ impl<'a> Pending<'a> {
         }
     }
 
-    pub(crate) fn finish(mut self, rtt: Option<std::time::Duration>) {
+    /// Ends the pending request at `now`, feeding its round-trip time when it got a response.
+    pub(crate) fn finish(mut self, rtt: Option<std::time::Duration>, now: Instant) {
         self.done = true;
         let ep = self.endpoint;
-        ep.load
-            .finish(&ep.settings().ewma, rtt, now_ms(Instant::now()));
+        ep.load.finish(&ep.settings().ewma, rtt, now_ms(now));
     }
 }
 
@@ -231,8 +231,9 @@ async fn dispatch(
             }
         }
     };
-    let rtt = start.elapsed();
-    pending.finish(Some(rtt));
+    let end = Instant::now();
+    let rtt = end - start;
+    pending.finish(Some(rtt), end);
     endpoint.record_success();
     endpoint.http.request();
     let (mut parts, body) = response.into_parts();

@@ -109,9 +109,11 @@ async fn forward_stream(
     let mut request_body = Some(body);
 
     for _attempt in 0..MAX_ATTEMPTS {
+        // One clock read serves the pick, the round-trip time and the estimate's stamp.
+        let start = Instant::now();
         let endpoint = match &target {
             Target::Endpoint(ep) => ep.clone(),
-            Target::Service(svc) => match svc.pick(ctx.router.settings(), Instant::now()) {
+            Target::Service(svc) => match svc.pick(ctx.router.settings(), start) {
                 Some(ep) => ep,
                 None => {
                     local_error(
@@ -124,7 +126,6 @@ async fn forward_stream(
                 }
             },
         };
-        let start = Instant::now();
         endpoint.load.start();
         let pending = Pending::new(&endpoint);
         let mut sender = match endpoint.http2().await {
@@ -197,8 +198,9 @@ async fn forward_stream(
                 }
             });
         }
-        let rtt = start.elapsed();
-        pending.finish(Some(rtt));
+        let end = Instant::now();
+        let rtt = end - start;
+        pending.finish(Some(rtt), end);
         endpoint.record_success();
         endpoint.http.request();
         let (parts, body) = response.into_parts();
@@ -265,7 +267,7 @@ pub enum PipeError {
 }
 
 /// Copies a body (data, then trailers or end of stream) from `from` to `to`. Waits for send
-/// capacity before reading the next chunk, so at most one chunk per stream sits in the proxy.
+/// capacity before reading each next chunk, so at most one chunk per stream sits in the proxy.
 /// A failure on either side resets the other side of the stream.
 async fn pipe(
     mut from: RecvStream,
@@ -273,16 +275,23 @@ async fn pipe(
     mut on_trailers: impl FnMut(&HeaderMap),
 ) -> Result<(), PipeError> {
     let result = async {
+        // The first chunk goes out without waiting for send capacity: a new upstream stream gets
+        // its window only once the connection task opens it, and waiting would split the
+        // request's HEADERS and DATA into two writes. One chunk per stream is the bound either way.
+        let mut first = true;
         loop {
-            // Capacity for at least one byte, while watching for a reset from the receiver.
-            to.reserve_capacity(1);
-            while to.capacity() == 0 {
-                match poll_fn(|cx| to.poll_capacity(cx)).await {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(PipeError::Send(e)),
-                    None => return Err(PipeError::Closed),
+            if !first {
+                // Capacity for at least one byte before reading the next chunk.
+                to.reserve_capacity(1);
+                while to.capacity() == 0 {
+                    match poll_fn(|cx| to.poll_capacity(cx)).await {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(PipeError::Send(e)),
+                        None => return Err(PipeError::Closed),
+                    }
                 }
             }
+            first = false;
             let next = poll_fn(|cx| {
                 if let Poll::Ready(reason) = to.poll_reset(cx) {
                     return Poll::Ready(Err(match reason {
