@@ -178,6 +178,7 @@ async fn reconcile(policy: Arc<MeshPolicy>, state: Arc<State>) -> Result<Action,
     let name = policy.name_any();
     let span =
         info_span!("reconcile", kind = "MeshPolicy", policy = %format!("{namespace}/{name}"));
+    state.ctx.metrics.reconciled("mesh_policy");
     reconcile_one(&policy, &state, &namespace, &name)
         .instrument(span)
         .await
@@ -255,7 +256,8 @@ async fn reconcile_one(
     Ok(Action::await_change())
 }
 
-fn error_policy(policy: Arc<MeshPolicy>, error: &Error, _state: Arc<State>) -> Action {
+fn error_policy(policy: Arc<MeshPolicy>, error: &Error, state: Arc<State>) -> Action {
+    state.ctx.metrics.reconcile_failed("mesh_policy");
     warn!(
         policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any()),
         %error,

@@ -250,6 +250,7 @@ async fn reconcile(split: Arc<TrafficSplit>, state: Arc<State>) -> Result<Action
     let name = split.name_any();
     let span =
         info_span!("reconcile", kind = "TrafficSplit", split = %format!("{namespace}/{name}"));
+    state.ctx.metrics.reconciled("traffic_split");
     reconcile_one(&split, &state, &namespace, &name)
         .instrument(span)
         .await
@@ -336,7 +337,8 @@ async fn reconcile_one(
     Ok(Action::await_change())
 }
 
-fn error_policy(split: Arc<TrafficSplit>, error: &Error, _state: Arc<State>) -> Action {
+fn error_policy(split: Arc<TrafficSplit>, error: &Error, state: Arc<State>) -> Action {
+    state.ctx.metrics.reconcile_failed("traffic_split");
     warn!(
         split = %format!("{}/{}", split.namespace().unwrap_or_default(), split.name_any()),
         %error,
