@@ -21,12 +21,16 @@ async fn crds_establish_and_kubectl_reads_them() {
 
     // `kubectl explain` shows the documented issuer fields (doc comments of the Rust types)
     // (the API server publishes a new CRD's OpenAPI a moment after it is Established)
-    let out = poll_until("kubectl explain identity.spec.issuer", Duration::from_secs(30), || async {
-        match cluster.kubectl(&["explain", "identity.spec.issuer"]) {
-            (true, out, _) => Ok(out),
-            (false, _, err) => Err(err),
-        }
-    })
+    let out = poll_until(
+        "kubectl explain identity.spec.issuer",
+        Duration::from_secs(30),
+        || async {
+            match cluster.kubectl(&["explain", "identity.spec.issuer"]) {
+                (true, out, _) => Ok(out),
+                (false, _, err) => Err(err),
+            }
+        },
+    )
     .await;
     for field in ["duration", "renewBefore", "keyAlgorithm"] {
         assert!(out.contains(field), "explain lacks {field}:\n{out}");

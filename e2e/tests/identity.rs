@@ -4,7 +4,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams, PostParams},
+    api::{DynamicObject, Patch, PatchParams, PostParams},
+    discovery::ApiResource,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -29,6 +30,11 @@ async fn create_identity(client: &Client, name: &str, spec: serde_json::Value) {
         .create(&PostParams::default(), &identity)
         .await
         .unwrap_or_else(|e| panic!("create identity {name}: {e}"));
+}
+
+/// Identities as untyped objects, to send what the Rust type could not express.
+fn untyped_identities(client: &Client) -> Api<DynamicObject> {
+    Api::all_with(client.clone(), &ApiResource::erase::<Identity>(&()))
 }
 
 async fn patch_spec(client: &Client, name: &str, spec: serde_json::Value) {
@@ -239,7 +245,7 @@ async fn bad_input_is_refused_or_reported_and_never_replaces_a_working_issuer() 
     let mut operator = cluster.spawn_operator("op-a", &[]);
 
     // an unknown key algorithm is rejected by the API server's schema
-    let rejected = Api::<Identity>::all(client.clone())
+    let rejected = untyped_identities(client)
         .create(
             &PostParams::default(),
             &serde_json::from_value(serde_json::json!({
@@ -255,7 +261,7 @@ async fn bad_input_is_refused_or_reported_and_never_replaces_a_working_issuer() 
         other => panic!("unknown keyAlgorithm was not rejected: {other:?}"),
     }
     // so is a duration that is not one
-    let bad_duration = Api::<Identity>::all(client.clone())
+    let bad_duration = untyped_identities(client)
         .create(
             &PostParams::default(),
             &serde_json::from_value(serde_json::json!({

@@ -147,17 +147,18 @@ async fn mesh_policy_reports_its_target_and_matches() {
     assert_eq!(status.observed_generation, accepted.metadata.generation);
     assert_eq!(status.target.as_deref(), Some("Service/web"));
 
-    // both a selector and a targetRef: the API accepts the object (no CEL on 1.20), the operator does not
-    create::<MeshPolicy>(client, serde_json::json!({
-        "apiVersion": "weft.dev/v1alpha1", "kind": "MeshPolicy",
-        "metadata": { "name": "both", "namespace": NS },
-        "spec": { "selector": { "matchLabels": { "app": "db" } }, "targetRef": { "kind": "Service", "name": "web" } }
-    }))
-    .await;
-    wait_for("both", "Accepted", "False", "InvalidTarget", || {
-        policy(client, "both")
-    })
-    .await;
+    // both a selector and a targetRef: refused by the schema's oneOf
+    let both = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &ApiResource::erase::<MeshPolicy>(&()))
+        .create(&PostParams::default(), &serde_json::from_value(serde_json::json!({
+            "apiVersion": "weft.dev/v1alpha1", "kind": "MeshPolicy",
+            "metadata": { "name": "both", "namespace": NS },
+            "spec": { "selector": { "matchLabels": { "app": "db" } }, "targetRef": { "kind": "Service", "name": "web" } }
+        })).expect("object"))
+        .await;
+    assert!(
+        matches!(both, Err(kube::Error::Api(ref s)) if s.code == 422),
+        "{both:?}"
+    );
 
     // Strict mTLS with unauthenticated clients allowed is a contradiction
     create::<MeshPolicy>(
@@ -240,13 +241,17 @@ async fn traffic_split_resolves_backends_and_reports_effective_weights() {
     .await;
     create::<Endpoints>(client, endpoints("web-v1", "10.1.0.1", 8080)).await;
     // web-v2 does not exist: its share goes to web-v1
-    let resolved = wait_for(
-        "web-canary",
-        "ResolvedRefs",
-        "False",
-        "BackendNotFound",
-        || split(client, "web-canary"),
-    )
+    let resolved = poll_until("web-v1 takes all", Duration::from_secs(30), || async {
+        let (s, conditions) = split(client, "web-canary").await?;
+        let v1 = s
+            .status
+            .as_ref()
+            .and_then(|st| st.backends.iter().find(|b| b.service == "web-v1").cloned());
+        match (condition::find(&conditions, "ResolvedRefs"), v1) {
+            (Some(c), Some(b)) if c.reason == "BackendNotFound" && b.percent == "100%" => Ok(s),
+            other => Err(format!("{other:?}")),
+        }
+    })
     .await;
     let status = resolved.status.expect("status");
     let v1 = status
