@@ -21,21 +21,25 @@ pub struct Context {
     pub namespace: String,
     /// Publishes Events (events.k8s.io/v1) on the resources being reconciled.
     pub recorder: Recorder,
+    /// This replica's name (the Lease holder), reported as the Events' `reportingInstance`.
+    pub instance: String,
     /// The operator's metrics (`/metrics` on the admin server); controllers count reconciles and errors here.
     pub metrics: Arc<Metrics>,
 }
 
 impl Context {
     pub fn new(client: Client, namespace: String, instance: Option<String>) -> Self {
+        let instance = instance.unwrap_or_else(|| FIELD_MANAGER.to_string());
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
-            instance,
+            instance: Some(instance.clone()),
         };
         let recorder = Recorder::new(client.clone(), reporter);
         Self {
             client,
             namespace,
             recorder,
+            instance,
             metrics: Arc::new(Metrics::new()),
         }
     }

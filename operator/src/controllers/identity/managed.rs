@@ -5,6 +5,7 @@
 //! between the writes leaves either the old or the new Secret, each consistent; the revision lives on the
 //! Secret too, so the next reconcile reports the truth.
 
+use super::Shared;
 use super::{
     anchors::{Anchors, Signing},
     bundle,
@@ -14,7 +15,7 @@ use super::{
     report::Report,
     settings::{ObjectName, Settings},
 };
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::FIELD_MANAGER;
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Api, ResourceExt, api::PostParams};
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub const RETRY_PROBLEM: Duration = Duration::from_secs(60);
 
 /// Brings the issuer of `identity` in line; returns when to look again.
 pub async fn reconcile(
-    ctx: &Context,
+    ctx: &Shared,
     identity: &Identity,
     settings: &Settings,
     anchors: &Anchors,
@@ -155,7 +156,7 @@ pub async fn reconcile(
 
 #[allow(clippy::too_many_arguments)]
 async fn issue(
-    ctx: &Context,
+    ctx: &Shared,
     identity: &Identity,
     settings: &Settings,
     anchor: &pki::SigningAnchor,
@@ -177,7 +178,7 @@ async fn issue(
         format!("issuing revision {next_revision}: {}", reason.message()),
     );
     report.write_status(ctx, identity).await?;
-    report.publish_events(ctx, identity).await;
+    report.publish_events(&ctx.events, identity).await;
 
     let (not_before, not_after, capped) = renewal::validity_window(
         now,

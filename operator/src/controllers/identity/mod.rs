@@ -14,6 +14,7 @@
 pub mod anchors;
 pub mod bundle;
 pub mod duration;
+pub mod events;
 pub mod external;
 pub mod managed;
 pub mod objects;
@@ -39,6 +40,20 @@ use settings::{Settings, TrustedAnchorSource};
 use std::sync::Arc;
 use weft_crds::Identity;
 
+/// What every reconcile of an Identity gets: the operator's [`Context`] and the Event publisher.
+pub struct Shared {
+    pub ctx: Context,
+    pub events: events::Publisher,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
 /// Why a reconcile failed (to be retried); problems with the user's input are reported in status instead.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,6 +69,8 @@ pub enum Error {
 pub async fn run(ctx: Context) {
     let client = ctx.client.clone();
     let namespace = ctx.namespace.clone();
+    let events = events::Publisher::new(client.clone(), ctx.instance.clone());
+    let shared = Shared { ctx, events };
     let controller = Controller::new(
         Api::<Identity>::all(client.clone()),
         watcher::Config::default(),
@@ -87,7 +104,11 @@ pub async fn run(ctx: Context) {
                 Kind::ConfigMap,
             )
         })
-        .run(reconcile::reconcile, reconcile::error_policy, Arc::new(ctx))
+        .run(
+            reconcile::reconcile,
+            reconcile::error_policy,
+            Arc::new(shared),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::warn!(%error, "identity controller");

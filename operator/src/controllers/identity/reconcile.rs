@@ -2,12 +2,11 @@
 //! the issuer in line (managed) or check it (external), and report it all in status and Events.
 
 use super::{
-    Error, anchors, bundle, external, managed,
+    Error, Shared, anchors, bundle, external, managed,
     managed::{RETRY_PROBLEM, until},
     report::{Report, rfc3339},
     settings::{IssuerMode, Settings},
 };
-use crate::context::Context;
 use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, runtime::controller::Action};
 use std::{sync::Arc, time::Duration};
@@ -19,12 +18,12 @@ use weft_crds::Identity;
 pub const RESYNC: Duration = Duration::from_secs(600);
 
 /// The kube-runtime reconciler.
-pub async fn reconcile(identity: Arc<Identity>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(identity: Arc<Identity>, ctx: Arc<Shared>) -> Result<Action, Error> {
     let span = tracing::info_span!("reconcile", identity = %identity.name_any());
     reconcile_inner(&identity, &ctx).instrument(span).await
 }
 
-async fn reconcile_inner(identity: &Identity, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(identity: &Identity, ctx: &Shared) -> Result<Action, Error> {
     ctx.metrics.reconciled("identity");
     if identity.metadata.deletion_timestamp.is_some() {
         // Its Secrets and ConfigMap go with it (owner references).
@@ -43,14 +42,14 @@ async fn reconcile_inner(identity: &Identity, ctx: &Context) -> Result<Action, E
         Ok(settings) => with_settings(ctx, identity, &settings, now, &mut report).await?,
     };
     report.write_status(ctx, identity).await?;
-    report.publish_events(ctx, identity).await;
+    report.publish_events(&ctx.events, identity).await;
     let next = next.min(RESYNC);
     tracing::debug!(requeue_in = ?next, "reconciled");
     Ok(Action::requeue(next))
 }
 
 async fn with_settings(
-    ctx: &Context,
+    ctx: &Shared,
     identity: &Identity,
     settings: &Settings,
     now: Timestamp,
@@ -112,7 +111,7 @@ async fn with_settings(
 }
 
 /// The kube-runtime error policy: count, log, retry soon.
-pub fn error_policy(identity: Arc<Identity>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(identity: Arc<Identity>, error: &Error, ctx: Arc<Shared>) -> Action {
     ctx.metrics.reconcile_failed("identity");
     tracing::warn!(identity = %identity.name_any(), %error, "reconcile failed; retrying in 5s");
     Action::requeue(Duration::from_secs(5))

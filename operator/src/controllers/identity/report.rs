@@ -1,13 +1,10 @@
 //! What one reconcile tells the user: the Identity's status (built from the previous one, so unchanged
 //! facts keep their transition times and an unchanged status is not rewritten) and the Events to publish.
 
-use super::{anchors::Anchor, pki::CertInfo};
+use super::{anchors::Anchor, events::Publisher, pki::CertInfo};
 use crate::{context::Context, status};
 use k8s_openapi::jiff::Timestamp;
-use kube::{
-    Api, Resource, ResourceExt,
-    runtime::events::{Event, EventType},
-};
+use kube::{Api, ResourceExt};
 use weft_crds::{
     Condition, ConditionStatus, Identity,
     condition::{find, set_condition},
@@ -59,8 +56,13 @@ impl Report {
         set_condition(&mut self.status.conditions, condition);
     }
 
-    /// `Ready=True`.
+    /// `Ready=True`, with a Normal Event when it was `False` before.
     pub fn ready(&mut self, reason: &str, message: String) {
+        let recovered = find(&self.previous.conditions, READY)
+            .is_some_and(|c| c.status == ConditionStatus::False);
+        if recovered {
+            self.normal("Recovered", message.clone());
+        }
         self.condition(READY, ConditionStatus::True, reason, message);
     }
 
@@ -173,26 +175,17 @@ impl Report {
     }
 
     /// Publishes the collected Events and forgets them. A failed Event is logged, never fatal.
-    pub async fn publish_events(&mut self, ctx: &Context, identity: &Identity) {
-        let reference = identity.object_ref(&());
+    pub async fn publish_events(&mut self, events: &Publisher, identity: &Identity) {
         for pending in self.events.drain(..) {
-            let level = if pending.warning {
+            if pending.warning {
                 tracing::warn!(reason = %pending.reason, "{}", pending.note);
-                EventType::Warning
             } else {
                 tracing::info!(reason = %pending.reason, "{}", pending.note);
-                EventType::Normal
-            };
-            let event = Event {
-                type_: level,
-                reason: pending.reason.clone(),
-                note: Some(truncate(&pending.note, 1000)),
-                action: "Reconcile".to_string(),
-                secondary: None,
-            };
-            if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-                tracing::warn!(reason = %pending.reason, %error, "cannot publish an Event");
             }
+            let note = truncate(&pending.note, 1000);
+            events
+                .publish(identity, pending.warning, &pending.reason, &note)
+                .await;
         }
     }
 }
@@ -270,6 +263,8 @@ mod tests {
         let later = Timestamp::from_second(1_800_000_100).expect("in range");
         let mut fixed = Report::new(&identity(Some(failing.status)), later);
         fixed.ready("Issued", "ok".into());
+        assert_eq!(fixed.events.len(), 1);
+        assert_eq!(fixed.events[0].reason, "Recovered");
         let ready = find(&fixed.status.conditions, READY).expect("Ready");
         assert_eq!(ready.status, ConditionStatus::True);
         assert_eq!(ready.last_transition_time, "2027-01-15T08:01:40Z");
