@@ -216,7 +216,7 @@ async fn sigterm_keeps_serving_new_requests_until_the_application_is_gone() {
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"app"[..]));
     assert!(proxy.is_running());
     // The application exits: the proxy follows, cleanly.
-    app.kill();
+    app.kill().await;
     drop((before, after, inbound));
     assert_eq!(proxy.wait_exit(Duration::from_secs(15)).await, Some(0));
 }

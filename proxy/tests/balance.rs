@@ -125,10 +125,19 @@ async fn a_slow_backend_gets_little_and_wins_its_share_back_after_recovering() {
     let proxy = proxy_to(&backends.iter().map(|b| b.addr).collect::<Vec<_>>()).await;
     let load = Load::start(proxy.outbound, 32).await;
 
-    // Let the estimates settle, then measure the slow backend's share over 3 seconds.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the estimates settle over 5,000 requests, then measure the slow backend's share over
+    // the next 20,000.
+    let total = |b: &[Backend]| counts(b).iter().sum::<u64>();
+    eventually("5,000 requests", Duration::from_secs(30), || {
+        total(&backends) >= 5_000
+    })
+    .await;
     let before = counts(&backends);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let start = before.iter().sum::<u64>();
+    eventually("20,000 more requests", Duration::from_secs(60), || {
+        total(&backends) >= start + 20_000
+    })
+    .await;
     let after = counts(&backends);
     let slow_share = share(&before, &after, 2);
     assert!(
@@ -137,13 +146,17 @@ async fn a_slow_backend_gets_little_and_wins_its_share_back_after_recovering() {
         slow_share * 100.0
     );
 
-    // Recovery: within 10 s, its share over a one-second window climbs over 25 %.
+    // Recovery: within 10 s, its share over a window of 2,000 requests climbs over 25 %.
     backends[2].set_delay(Duration::from_millis(1));
     let recovered_at = Instant::now();
     let mut window_start = counts(&backends);
     let mut best = 0.0f64;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let from = window_start.iter().sum::<u64>();
+        eventually("2,000 more requests", Duration::from_secs(10), || {
+            total(&backends) >= from + 2_000
+        })
+        .await;
         let now = counts(&backends);
         let s = share(&window_start, &now, 2);
         best = best.max(s);
@@ -184,10 +197,7 @@ async fn a_backend_killed_under_load_fails_only_its_in_flight_requests() {
         || backends.iter().all(|b| b.count() > 200),
     )
     .await;
-    backends[2].kill();
-    // Aborted tasks stop at their next poll; give them a moment before reading the final count.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let in_flight = backends[2].in_flight();
+    let in_flight = backends[2].kill().await;
     let at_kill = counts(&backends);
     eventually("the others keep serving", Duration::from_secs(10), || {
         backends[..2]

@@ -118,13 +118,19 @@ impl Backend {
             .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Closes the listener and every connection at once, abandoning requests in flight.
-    /// Returns the number of requests that were in flight here.
-    pub fn kill(&self) -> u64 {
+    /// Closes the listener and every connection at once, abandoning requests in flight; returns
+    /// once every task is gone, with the number of requests that were in flight here.
+    pub async fn kill(&self) -> u64 {
         self.state.killed.store(true, Ordering::SeqCst);
-        let in_flight = self.in_flight();
-        self.tasks.lock().unwrap().abort_all();
-        in_flight
+        loop {
+            // Take the set out of the lock: an accept racing with the kill may still add a task.
+            let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+            if tasks.is_empty() {
+                return self.in_flight();
+            }
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
     }
 }
 
