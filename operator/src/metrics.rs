@@ -19,6 +19,17 @@ pub struct IdentityLabels {
     pub identity: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The wire reason (`weft_wire::identity::refusal`), e.g. `IdentityMismatch`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrustDomainLabels {
+    pub trust_domain: String,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     registry: Registry,
@@ -27,6 +38,9 @@ pub struct Metrics {
     issuances: Family<IdentityLabels, Counter>,
     issuer_expiry: Family<IdentityLabels, Gauge<i64, AtomicI64>>,
     leader: Gauge<i64, AtomicI64>,
+    certified: Counter,
+    certify_refused: Family<RefusalLabels, Counter>,
+    service_issuer_expiry: Family<TrustDomainLabels, Gauge<i64, AtomicI64>>,
 }
 
 impl Default for Metrics {
@@ -68,6 +82,24 @@ impl Metrics {
             "1 while this replica holds the leader Lease and runs the controllers",
             leader.clone(),
         );
+        let certified = Counter::default();
+        let certify_refused = Family::<RefusalLabels, Counter>::default();
+        let service_issuer_expiry = Family::<TrustDomainLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "identity_certify",
+            "Leaf certificates the identity service issued to proxies",
+            certified.clone(),
+        );
+        registry.register(
+            "identity_certify_refused",
+            "Certify calls the identity service refused, by reason",
+            certify_refused.clone(),
+        );
+        registry.register(
+            "identity_service_issuer_expiration_timestamp_seconds",
+            "When the issuer the identity service signs with expires, by trust domain (Unix seconds)",
+            service_issuer_expiry.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -75,6 +107,9 @@ impl Metrics {
             issuances,
             issuer_expiry,
             leader,
+            certified,
+            certify_refused,
+            service_issuer_expiry,
         }
     }
 
@@ -122,6 +157,43 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
+    /// The identity service issued a leaf.
+    pub fn certified(&self) {
+        self.certified.inc();
+    }
+
+    /// The identity service refused a certify call for `reason`.
+    pub fn certify_refused(&self, reason: &str) {
+        self.certify_refused
+            .get_or_create(&RefusalLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Shows `reason` at zero before the first refusal, so rates work from the start.
+    pub fn declare_certify_refusal(&self, reason: &str) {
+        let _ = self.certify_refused.get_or_create(&RefusalLabels {
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The identity service signs for `trust_domain` with an issuer that expires at `unix_seconds`.
+    pub fn service_issuer_expires_at(&self, trust_domain: &str, unix_seconds: i64) {
+        self.service_issuer_expiry
+            .get_or_create(&TrustDomainLabels {
+                trust_domain: trust_domain.to_string(),
+            })
+            .set(unix_seconds);
+    }
+
+    /// The identity service no longer has an issuer for `trust_domain`.
+    pub fn forget_service_issuer(&self, trust_domain: &str) {
+        self.service_issuer_expiry.remove(&TrustDomainLabels {
+            trust_domain: trust_domain.to_string(),
+        });
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -155,5 +227,28 @@ mod tests {
             "weft_operator_issuer_expiration_timestamp_seconds{identity=\"mesh\"} 1800000000"
         ));
         assert!(text.contains("weft_operator_leader 1"));
+    }
+
+    #[test]
+    fn renders_identity_service_counters() {
+        let metrics = Metrics::new();
+        metrics.declare_certify_refusal("RateLimited");
+        metrics.certify_refused("IdentityMismatch");
+        metrics.certified();
+        metrics.service_issuer_expires_at("cluster.local", 1_800_000_000);
+        let text = metrics.render();
+        assert!(
+            text.contains("weft_operator_identity_certify_total 1"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "weft_operator_identity_certify_refused_total{reason=\"IdentityMismatch\"} 1"
+        ));
+        assert!(
+            text.contains("weft_operator_identity_certify_refused_total{reason=\"RateLimited\"} 0")
+        );
+        assert!(text.contains("weft_operator_identity_service_issuer_expiration_timestamp_seconds{trust_domain=\"cluster.local\"} 1800000000"));
+        metrics.forget_service_issuer("cluster.local");
+        assert!(!metrics.render().contains("trust_domain=\"cluster.local\""));
     }
 }
