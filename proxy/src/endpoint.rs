@@ -1,6 +1,7 @@
 //! One backend address: its load estimate, its ejection state, its metrics, and its connections
 //! (one multiplexed HTTP/2 connection, and a pool of idle HTTP/1.1 keep-alive connections).
 
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use tracing::{debug, info};
 
 use crate::io::MeteredIo;
 use crate::load::{EwmaConfig, PeakEwma};
-use crate::metrics::{HttpMetrics, TcpMetrics};
+use crate::metrics::{HttpMetrics, Metrics, TcpMetrics};
 
 /// Connection and balancing settings shared by every endpoint.
 #[derive(Clone, Debug)]
@@ -79,7 +80,7 @@ type SharedConnect = Shared<BoxFuture<'static, Result<Http2Sender, Arc<ConnectEr
 
 pub struct Endpoint {
     pub addr: SocketAddr,
-    pub labels: std::collections::BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     pub load: PeakEwma,
     pub http: HttpMetrics,
     settings: Arc<ClientSettings>,
@@ -88,6 +89,7 @@ pub struct Endpoint {
     h2: ArcSwapOption<Http2Sender>,
     h2_connecting: parking_lot::Mutex<Option<SharedConnect>>,
     h1_idle: ArrayQueue<http1::SendRequest<Incoming>>,
+    release: Option<Release>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -101,13 +103,15 @@ impl std::fmt::Debug for Endpoint {
 impl Endpoint {
     pub fn new(
         addr: SocketAddr,
-        labels: std::collections::BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
         settings: Arc<ClientSettings>,
         http: HttpMetrics,
         tcp: TcpMetrics,
         now_ms: u64,
+        release: Option<Release>,
     ) -> Self {
         Self {
+            release,
             addr,
             labels,
             load: PeakEwma::new(&settings.ewma, now_ms),
@@ -301,6 +305,79 @@ async fn connect_http2(
             ep.record_failure(crate::load::now_ms(tokio::time::Instant::now()), &error);
             Err(Arc::new(error))
         }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release.run(self);
+        }
+    }
+}
+
+// === impl EndpointRegistry ===
+
+/// What makes two endpoints the same: owner (service name, or a direction for endpoints outside
+/// services), address and labels — exactly what their metric labels are built from.
+pub type EndpointKey = (String, SocketAddr, BTreeMap<String, String>);
+
+/// The live endpoints by identity. An endpoint configured again while a previous incarnation is
+/// still alive (serving in-flight requests) gets that one back, with its connections and load
+/// estimate; an endpoint's metric series leave `/metrics` when its last holder drops it.
+pub struct EndpointRegistry {
+    live: parking_lot::Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl EndpointRegistry {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            live: Default::default(),
+            metrics,
+        }
+    }
+
+    pub fn get_or_create(
+        self: &Arc<Self>,
+        key: EndpointKey,
+        create: impl FnOnce(Release) -> Endpoint,
+    ) -> Arc<Endpoint> {
+        let mut live = self.live.lock();
+        if let Some(endpoint) = live.get(&key).and_then(Weak::upgrade) {
+            return endpoint;
+        }
+        let release = Release {
+            registry: self.clone(),
+            key: key.clone(),
+        };
+        let endpoint = Arc::new(create(release));
+        live.insert(key, Arc::downgrade(&endpoint));
+        endpoint
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.lock().len()
+    }
+}
+
+/// Held by an endpoint; run when it is dropped.
+pub struct Release {
+    registry: Arc<EndpointRegistry>,
+    key: EndpointKey,
+}
+
+impl Release {
+    fn run(self, endpoint: &Endpoint) {
+        // Under the lock, so a concurrent re-creation either finds this one gone and its series
+        // removed, or is seen here and keeps the series.
+        let mut live = self.registry.live.lock();
+        if live.get(&self.key).and_then(Weak::upgrade).is_some() {
+            return;
+        }
+        live.remove(&self.key);
+        endpoint.http.remove_series();
+        endpoint.tcp.remove_series(&self.registry.metrics);
     }
 }
 

@@ -121,6 +121,7 @@ impl Metrics {
     /// Resolves the TCP series of one label set (a listener, or connections to one endpoint).
     pub fn tcp(&self, labels: &Labels) -> TcpMetrics {
         TcpMetrics {
+            labels: Arc::new(labels.clone()),
             open_total: self.tcp_open_total.get_or_create(labels).clone(),
             close_total: self.tcp_close_total.get_or_create(labels).clone(),
             open: self.tcp_open_connections.get_or_create(labels).clone(),
@@ -224,6 +225,11 @@ impl HttpMetrics {
 
     #[cold]
     fn response_counter(&self, status: u16, grpc: bool, outcome: Outcome) -> Counter {
+        let labels = self.response_labels(status, grpc, outcome);
+        self.metrics.response_total.get_or_create(&labels).clone()
+    }
+
+    fn response_labels(&self, status: u16, grpc: bool, outcome: Outcome) -> Labels {
         let (success, grpc_label) = match (grpc, outcome) {
             (false, Outcome::Complete { .. }) => (status < 500, String::new()),
             (false, Outcome::Error) => (false, String::new()),
@@ -248,7 +254,44 @@ impl HttpMetrics {
         ));
         labels.push(("status_code".into(), status.to_string()));
         labels.push(("grpc_status_code".into(), grpc_label));
-        self.metrics.response_total.get_or_create(&labels).clone()
+        labels
+    }
+
+    /// Drops every series of this target from `/metrics` (the endpoint left the configuration).
+    pub fn remove_series(&self) {
+        let metrics = &self.metrics;
+        metrics.request_total.remove(&self.labels);
+        for series in self.by_status.load().iter() {
+            let status = series.status;
+            let mut latency = self.labels.clone();
+            latency.push(("status_code".into(), status.to_string()));
+            metrics.response_latency_ms.remove(&latency);
+            let mut created = Vec::new();
+            if series.plain.get().is_some() {
+                created.push((false, Outcome::Complete { grpc_status: None }));
+            }
+            if series.plain_error.get().is_some() {
+                created.push((false, Outcome::Error));
+            }
+            if series.grpc_missing.get().is_some() {
+                created.push((true, Outcome::Error));
+            }
+            for (code, slot) in series.grpc.iter().enumerate() {
+                if slot.get().is_some() {
+                    created.push((
+                        true,
+                        Outcome::Complete {
+                            grpc_status: Some(code as u32),
+                        },
+                    ));
+                }
+            }
+            for (grpc, outcome) in created {
+                metrics
+                    .response_total
+                    .remove(&self.response_labels(status, grpc, outcome));
+            }
+        }
     }
 }
 
@@ -262,6 +305,7 @@ impl StatusMetrics {
 
 #[derive(Clone)]
 pub struct TcpMetrics {
+    labels: Arc<Labels>,
     open_total: Counter,
     close_total: Counter,
     open: Gauge,
@@ -286,6 +330,15 @@ impl TcpMetrics {
 
     pub fn wrote(&self, bytes: usize) {
         self.write_bytes.inc_by(bytes as u64);
+    }
+
+    /// Drops these series from `/metrics` (their owner is gone).
+    pub fn remove_series(&self, metrics: &Metrics) {
+        metrics.tcp_open_total.remove(&self.labels);
+        metrics.tcp_close_total.remove(&self.labels);
+        metrics.tcp_open_connections.remove(&self.labels);
+        metrics.tcp_read_bytes_total.remove(&self.labels);
+        metrics.tcp_write_bytes_total.remove(&self.labels);
     }
 }
 

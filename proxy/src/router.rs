@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::config::{ProxyConfig, ServiceConfig, normalize_authority};
-use crate::endpoint::{ClientSettings, Endpoint};
+use crate::endpoint::{ClientSettings, Endpoint, EndpointRegistry};
 use crate::load::{now_ms, p2c};
 use crate::metrics::{Labels, Metrics};
 
@@ -64,6 +64,7 @@ pub struct Router {
     services: parking_lot::Mutex<HashMap<String, Arc<Service>>>,
     metrics: Arc<Metrics>,
     settings: Arc<ClientSettings>,
+    endpoints: Arc<EndpointRegistry>,
 }
 
 impl Router {
@@ -71,9 +72,15 @@ impl Router {
         Self {
             table: ArcSwap::from_pointee(RouteTable::default()),
             services: Default::default(),
+            endpoints: Arc::new(EndpointRegistry::new(metrics.clone())),
             metrics,
             settings,
         }
+    }
+
+    /// How many endpoints are alive (configured, or still finishing requests).
+    pub fn live_endpoints(&self) -> usize {
+        self.endpoints.live()
     }
 
     pub fn settings(&self) -> &Arc<ClientSettings> {
@@ -116,19 +123,11 @@ impl Router {
                     endpoints: ArcSwap::from_pointee(Vec::new()),
                 }),
             };
-            let current = service.endpoints.load_full();
+            // Unchanged endpoints (and removed ones still finishing requests) come back as they are.
             let endpoints: Vec<Arc<Endpoint>> = svc_config
                 .endpoints
                 .iter()
-                .map(|ep| {
-                    current
-                        .iter()
-                        .find(|old| old.addr == ep.addr && old.labels == ep.labels)
-                        .cloned()
-                        .unwrap_or_else(|| {
-                            Arc::new(self.endpoint(svc_config, ep.addr, ep.labels.clone(), now))
-                        })
-                })
+                .map(|ep| self.endpoint(svc_config, ep.addr, ep.labels.clone(), now))
                 .collect();
             service.endpoints.store(Arc::new(endpoints));
             // `validate` accepted the authorities, so `route_keys` cannot fail here.
@@ -167,40 +166,56 @@ impl Router {
         addr: SocketAddr,
         labels: std::collections::BTreeMap<String, String>,
         now: u64,
-    ) -> Endpoint {
-        let mut metric_labels: Labels = vec![
-            ("direction".into(), "outbound".into()),
-            ("authority".into(), service.primary_authority().into()),
-            ("dst_service".into(), service.name.clone()),
-            ("target_addr".into(), addr.to_string()),
-        ];
-        for (key, value) in &labels {
-            metric_labels.push((format!("dst_{}", sanitize_label(key)), value.clone()));
-        }
-        let http = self.metrics.http(metric_labels.clone());
-        metric_labels.push(("peer".into(), "dst".into()));
-        let tcp = self.metrics.tcp(&metric_labels);
-        Endpoint::new(addr, labels, self.settings.clone(), http, tcp, now)
+    ) -> Arc<Endpoint> {
+        let key = (service.name.clone(), addr, labels.clone());
+        self.endpoints.get_or_create(key, |release| {
+            let mut metric_labels: Labels = vec![
+                ("direction".into(), "outbound".into()),
+                ("authority".into(), service.primary_authority().into()),
+                ("dst_service".into(), service.name.clone()),
+                ("target_addr".into(), addr.to_string()),
+            ];
+            for (key, value) in &labels {
+                metric_labels.push((format!("dst_{}", sanitize_label(key)), value.clone()));
+            }
+            let http = self.metrics.http(metric_labels.clone());
+            metric_labels.push(("peer".into(), "dst".into()));
+            let tcp = self.metrics.tcp(&metric_labels);
+            Endpoint::new(
+                addr,
+                labels,
+                self.settings.clone(),
+                http,
+                tcp,
+                now,
+                Some(release),
+            )
+        })
     }
 
-    /// An endpoint outside any service (inbound application, or an unknown original destination).
+    /// An endpoint outside any service (the inbound application, or an unknown original
+    /// destination), shared by every connection going there.
     pub fn standalone_endpoint(&self, addr: SocketAddr, direction: &str) -> Arc<Endpoint> {
-        let mut labels: Labels = vec![
-            ("direction".into(), direction.into()),
-            ("authority".into(), String::new()),
-            ("target_addr".into(), addr.to_string()),
-        ];
-        let http = self.metrics.http(labels.clone());
-        labels.push(("peer".into(), "dst".into()));
-        let tcp = self.metrics.tcp(&labels);
-        Arc::new(Endpoint::new(
-            addr,
-            Default::default(),
-            self.settings.clone(),
-            http,
-            tcp,
-            now_ms(Instant::now()),
-        ))
+        let key = (format!("/{direction}"), addr, Default::default());
+        self.endpoints.get_or_create(key, |release| {
+            let mut labels: Labels = vec![
+                ("direction".into(), direction.into()),
+                ("authority".into(), String::new()),
+                ("target_addr".into(), addr.to_string()),
+            ];
+            let http = self.metrics.http(labels.clone());
+            labels.push(("peer".into(), "dst".into()));
+            let tcp = self.metrics.tcp(&labels);
+            Endpoint::new(
+                addr,
+                Default::default(),
+                self.settings.clone(),
+                http,
+                tcp,
+                now_ms(Instant::now()),
+                Some(release),
+            )
+        })
     }
 }
 
@@ -249,5 +264,36 @@ mod tests {
             "unchanged endpoint keeps its state"
         );
         assert!(svc.pick(router.settings(), Instant::now()).is_some());
+        drop((svc, now, kept));
+        assert_eq!(router.live_endpoints(), 2, "the removed endpoint is gone");
+    }
+
+    #[tokio::test]
+    async fn removed_endpoints_leave_metrics_once_their_last_request_ends() {
+        let router = Router::new(Arc::new(Metrics::new()), Default::default());
+        router.apply(&config(&["127.0.0.1:1", "127.0.0.1:2"]));
+        let in_flight = router.route("web").unwrap().endpoints()[0].clone();
+        in_flight.http.request();
+        let series = r#"target_addr="127.0.0.1:1""#;
+        router.apply(&config(&["127.0.0.1:2"]));
+        assert!(
+            router.metrics().render().contains(series),
+            "still serving a request"
+        );
+        // Configured again while still alive: the same endpoint comes back.
+        router.apply(&config(&["127.0.0.1:1", "127.0.0.1:2"]));
+        assert!(Arc::ptr_eq(
+            &router.route("web").unwrap().endpoints()[0],
+            &in_flight
+        ));
+        router.apply(&config(&["127.0.0.1:2"]));
+        drop(in_flight);
+        assert!(!router.metrics().render().contains(series));
+        assert!(
+            router
+                .metrics()
+                .render()
+                .contains(r#"target_addr="127.0.0.1:2""#)
+        );
     }
 }
