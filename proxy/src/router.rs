@@ -55,7 +55,9 @@ impl Service {
 
 #[derive(Default)]
 pub struct RouteTable {
-    by_authority: HashMap<String, Arc<Service>>,
+    /// foldhash instead of SipHash: one lookup per request; the keys come from configuration,
+    /// and foldhash's per-process random seed still keeps hostile authorities from colliding.
+    by_authority: HashMap<String, Arc<Service>, foldhash::fast::RandomState>,
 }
 
 pub struct Router {
