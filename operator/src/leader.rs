@@ -153,11 +153,9 @@ async fn try_acquire(
         retry
     })?;
     let now = Timestamp::now();
-    let written = match decide(
-        current.as_ref().and_then(|l| l.spec.as_ref()),
-        &settings.holder,
-        now,
-    ) {
+    // A Lease without a spec is a free Lease.
+    let spec = current.as_ref().map(|l| l.spec.clone().unwrap_or_default());
+    let written = match decide(spec.as_ref(), &settings.holder, now) {
         Decision::Create => {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -187,9 +185,9 @@ async fn try_acquire(
     };
     match written {
         Ok(lease) => Ok(Some(lease)),
-        // Someone else wrote first (409 on replace, 409 AlreadyExists on create): read again at once.
+        // Someone else wrote first (409 on replace, 409 AlreadyExists on create): read again soon.
         Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => {
-            Err(Duration::ZERO)
+            Err(Duration::from_millis(50))
         }
         Err(error) => {
             tracing::warn!(lease = %settings.name, %error, "cannot take the leader Lease; retrying");
@@ -361,6 +359,14 @@ mod tests {
             }
         );
         assert_eq!(decide(Some(&spec), "a", at(1015)), Decision::Take);
+    }
+
+    #[test]
+    fn a_lease_without_spec_is_free() {
+        assert_eq!(
+            decide(Some(&LeaseSpec::default()), "a", at(1000)),
+            Decision::Take
+        );
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn validate(
             not_before: rfc3339(cert.not_before),
         });
     }
-    chains_to_bundle(&view.chain, bundle).map_err(|why| ExternalProblem::NotTrusted {
+    chains_to_bundle(view.chain(), bundle).map_err(|why| ExternalProblem::NotTrusted {
         subject: cert.subject.clone(),
         why,
     })?;

@@ -96,12 +96,7 @@ pub async fn reconcile(
                 "AnchorUnusable",
                 "no issuance while the trust anchor is unusable".into(),
             );
-            warn_if_overdue(
-                report,
-                current.as_ref().and_then(|c| c.as_ref().ok()),
-                settings,
-                now,
-            );
+            report.warn_if_overdue(now);
             return Ok(RETRY_PROBLEM);
         }
     };
@@ -144,6 +139,7 @@ pub async fn reconcile(
             report.still_serving()
         );
         report.not_ready(&problem.reason(), message);
+        report.warn_if_overdue(now);
         return Ok(RETRY_PROBLEM);
     }
 
@@ -263,35 +259,6 @@ fn issued_message(report: &Report) -> String {
         status.not_after.as_deref().unwrap_or("?"),
         status.renewal_time.as_deref().unwrap_or("?"),
     )
-}
-
-/// Warns when the issuer could not be renewed in time and is now in its last stretch.
-fn warn_if_overdue(
-    report: &mut Report,
-    view: Option<&renewal::IssuerView>,
-    settings: &Settings,
-    now: Timestamp,
-) {
-    let Some(view) = view else { return };
-    let cert = view.cert();
-    let renewal = renewal::renewal_time(cert.not_before, cert.not_after, settings.renew_before);
-    if cert.is_expired_at(now) {
-        report.warn(
-            "IssuerExpired",
-            format!(
-                "the issuer expired at {}",
-                super::report::rfc3339(cert.not_after)
-            ),
-        );
-    } else if now >= renewal {
-        report.warn(
-            "IssuerExpiringSoon",
-            format!(
-                "the issuer expires at {} and cannot be renewed until the trust anchor is fixed",
-                super::report::rfc3339(cert.not_after)
-            ),
-        );
-    }
 }
 
 /// The wait from `now` until `then`, at least a moment (the clock may already be past it).

@@ -37,6 +37,7 @@ async fn reconcile_inner(identity: &Identity, ctx: &Shared) -> Result<Action, Er
             let message = format!("{error}; {}", report.still_serving());
             report.not_ready(error.reason(), message);
             report.not_issuing("InvalidSpec", "no issuance until the spec is fixed".into());
+            report.warn_if_overdue(now);
             RETRY_PROBLEM
         }
         Ok(settings) => with_settings(ctx, identity, &settings, now, &mut report).await?,

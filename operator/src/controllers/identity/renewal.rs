@@ -53,13 +53,19 @@ pub struct SecretContents {
 /// An issuer certificate whose key is present and matches: the Secret is internally consistent.
 #[derive(Debug, Clone)]
 pub struct IssuerView {
-    /// The issuer first, then any intermediates the Secret carries.
-    pub chain: Vec<CertInfo>,
+    /// The issuer first, then any intermediates the Secret carries; never empty (see [`inspect`]).
+    chain: Vec<CertInfo>,
 }
 
 impl IssuerView {
+    /// The issuer certificate.
     pub fn cert(&self) -> &CertInfo {
         &self.chain[0]
+    }
+
+    /// The issuer, then any intermediates.
+    pub fn chain(&self) -> &[CertInfo] {
+        &self.chain
     }
 }
 

@@ -146,6 +146,33 @@ impl Report {
         }
     }
 
+    /// Warns when the issuer in status is past its renewal time (or expired) while something keeps the
+    /// operator from renewing it: the mesh is heading for an outage.
+    pub fn warn_if_overdue(&mut self, now: Timestamp) {
+        let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+        let Some(not_after) = parse(&self.status.not_after) else {
+            return;
+        };
+        let renewal = parse(&self.status.renewal_time);
+        if now > not_after {
+            self.warn(
+                "IssuerExpired",
+                format!(
+                    "the issuer expired at {}; proxies cannot renew their certificates",
+                    rfc3339(not_after)
+                ),
+            );
+        } else if renewal.is_some_and(|renewal| now >= renewal) {
+            self.warn(
+                "IssuerExpiringSoon",
+                format!(
+                    "the issuer expires at {} and cannot be renewed until the problem is fixed",
+                    rfc3339(not_after)
+                ),
+            );
+        }
+    }
+
     pub fn normal(&mut self, reason: &str, note: String) {
         self.events.push(PendingEvent {
             warning: false,
@@ -268,6 +295,32 @@ mod tests {
         let ready = find(&fixed.status.conditions, READY).expect("Ready");
         assert_eq!(ready.status, ConditionStatus::True);
         assert_eq!(ready.last_transition_time, "2027-01-15T08:01:40Z");
+    }
+
+    #[test]
+    fn an_issuer_that_cannot_be_renewed_is_announced() {
+        let status = IdentityStatus {
+            not_after: Some("2027-01-15T08:00:30Z".into()),
+            renewal_time: Some("2027-01-15T08:00:15Z".into()),
+            ..IdentityStatus::default()
+        };
+        let at = |s| Timestamp::from_second(s).expect("in range");
+        let mut report = Report::new(&identity(Some(status.clone())), at(1_800_000_000));
+        report.warn_if_overdue(at(1_800_000_000));
+        assert!(
+            report.events.is_empty(),
+            "before the renewal time all is well"
+        );
+        report.warn_if_overdue(at(1_800_000_020));
+        assert_eq!(
+            report.events.pop().map(|e| e.reason).as_deref(),
+            Some("IssuerExpiringSoon")
+        );
+        report.warn_if_overdue(at(1_800_000_031));
+        assert_eq!(
+            report.events.pop().map(|e| e.reason).as_deref(),
+            Some("IssuerExpired")
+        );
     }
 
     #[test]
