@@ -1,5 +1,7 @@
-//! Forwards one HTTP request: resolve the target, pick an endpoint, send, retry on another endpoint
-//! when nothing reached the first one, and stream the response back.
+//! Forwards one HTTP/1.1 request (on hyper): resolve the target, pick an endpoint, send, retry on
+//! another endpoint when nothing reached the first one, and stream the response back. Also the
+//! routing pieces HTTP/2 forwarding (`h2_forward`) shares: the connection context and target
+//! resolution.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,16 +23,9 @@ use crate::router::{Router, Service};
 const MAX_ATTEMPTS: usize = 3;
 pub(crate) const PROXY_ERROR: HeaderName = HeaderName::from_static("weft-proxy-error");
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HttpVersion {
-    Http1,
-    Http2,
-}
-
 /// What a served client connection knows about itself.
 pub struct ConnCtx {
     pub router: Arc<Router>,
-    pub version: HttpVersion,
     /// The redirected connection's original destination, when it was redirected.
     pub orig_dst: Option<SocketAddr>,
     /// Every request goes here (inbound: the local application).
@@ -41,13 +36,11 @@ pub struct ConnCtx {
 impl ConnCtx {
     pub fn new(
         router: Arc<Router>,
-        version: HttpVersion,
         orig_dst: Option<SocketAddr>,
         fixed_target: Option<Arc<Endpoint>>,
     ) -> Self {
         Self {
             router,
-            version,
             orig_dst,
             fixed_target,
             passthrough: OnceLock::new(),
@@ -86,7 +79,7 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
             "no route to the request's authority",
         );
     };
-    let mut req = prepare_request(ctx.version, req);
+    let mut req = prepare_request(req);
     let mut last_error = String::from("no endpoint available");
     for _attempt in 0..MAX_ATTEMPTS {
         let endpoint = match &target {
@@ -102,7 +95,7 @@ async fn forward(ctx: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
                 }
             },
         };
-        match dispatch(ctx.version, &endpoint, req, grpc).await {
+        match dispatch(&endpoint, req, grpc).await {
             Ok(response) => return response,
             Err(Failed::NotSent(returned, why)) => {
                 debug!(endpoint = %endpoint.addr, %why, "request not sent; retrying on another endpoint");
@@ -193,7 +186,6 @@ impl Drop for Pending<'_> {
 }
 
 async fn dispatch(
-    version: HttpVersion,
     endpoint: &Arc<Endpoint>,
     req: Request<Incoming>,
     grpc: bool,
@@ -204,31 +196,26 @@ async fn dispatch(
         endpoint,
         done: false,
     };
-    let (response, http1) = match version {
-        HttpVersion::Http2 => unreachable_http2(req),
-        HttpVersion::Http1 => {
-            let mut sender = match endpoint.http1().await {
-                Ok(sender) => sender,
-                Err(e) => {
-                    endpoint.record_failure(now_ms(Instant::now()), &e);
-                    return Err(Failed::NotSent(req, e.to_string()));
+    let mut sender = match endpoint.http1().await {
+        Ok(sender) => sender,
+        Err(e) => {
+            endpoint.record_failure(now_ms(Instant::now()), &e);
+            return Err(Failed::NotSent(req, e.to_string()));
+        }
+    };
+    let response = match sender.try_send_request(req).await {
+        Ok(response) => response,
+        Err(mut e) => {
+            return Err(match e.take_message() {
+                Some(req) => Failed::NotSent(req, e.into_error().to_string()),
+                None => {
+                    let error = e.into_error();
+                    if error.is_incomplete_message() || error.is_closed() {
+                        endpoint.record_failure(now_ms(Instant::now()), &error);
+                    }
+                    Failed::Sent(error.to_string())
                 }
-            };
-            match sender.try_send_request(req).await {
-                Ok(response) => (response, Some(sender)),
-                Err(mut e) => {
-                    return Err(match e.take_message() {
-                        Some(req) => Failed::NotSent(req, e.into_error().to_string()),
-                        None => {
-                            let error = e.into_error();
-                            if error.is_incomplete_message() || error.is_closed() {
-                                endpoint.record_failure(now_ms(Instant::now()), &error);
-                            }
-                            Failed::Sent(error.to_string())
-                        }
-                    });
-                }
-            }
+            });
         }
     };
     let end = Instant::now();
@@ -239,9 +226,7 @@ async fn dispatch(
     let (mut parts, body) = response.into_parts();
     let series = endpoint.http.status(parts.status.as_u16());
     series.observe_latency(rtt);
-    if version == HttpVersion::Http1 {
-        strip_hop_by_hop(&mut parts.headers);
-    }
+    strip_hop_by_hop(&mut parts.headers);
     let completion = Completion {
         endpoint: endpoint.clone(),
         series,
@@ -251,7 +236,7 @@ async fn dispatch(
         } else {
             None
         },
-        http1,
+        http1: Some(sender),
     };
     Ok(Response::from_parts(
         parts,
@@ -259,31 +244,20 @@ async fn dispatch(
     ))
 }
 
-/// HTTP/2 connections are served by `h2_forward`, never through this path.
-#[cold]
-fn unreachable_http2(req: Request<Incoming>) -> ! {
-    panic!(
-        "HTTP/2 request routed to the HTTP/1.1 forwarder: {}",
-        req.uri()
-    )
-}
-
-/// Makes a server-side request fit to send to an endpoint with the same protocol.
-fn prepare_request(version: HttpVersion, mut req: Request<Incoming>) -> Request<Incoming> {
-    if version == HttpVersion::Http1 {
-        *req.version_mut() = Version::HTTP_11;
-        strip_hop_by_hop(req.headers_mut());
-        // Absolute-form targets (as sent to a forward proxy) go out in origin form.
-        if req.uri().scheme().is_some() {
-            let origin = req
-                .uri()
-                .path_and_query()
-                .map(|pq| pq.as_str())
-                .unwrap_or("/")
-                .parse::<Uri>()
-                .unwrap_or_else(|_| Uri::from_static("/"));
-            *req.uri_mut() = origin;
-        }
+/// Makes a server-side request fit to send to an HTTP/1.1 endpoint.
+fn prepare_request(mut req: Request<Incoming>) -> Request<Incoming> {
+    *req.version_mut() = Version::HTTP_11;
+    strip_hop_by_hop(req.headers_mut());
+    // Absolute-form targets (as sent to a forward proxy) go out in origin form.
+    if req.uri().scheme().is_some() {
+        let origin = req
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+            .parse::<Uri>()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        *req.uri_mut() = origin;
     }
     req
 }

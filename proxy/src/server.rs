@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::detect::{Protocol, detect};
 use crate::endpoint::Endpoint;
-use crate::forward::{self, ConnCtx, HttpVersion};
+use crate::forward::{self, ConnCtx};
 use crate::h2_forward;
 use crate::io::MeteredIo;
 use crate::lifecycle::{Lifecycle, Phase, reached};
@@ -139,9 +139,8 @@ impl Listener {
                 }
             },
         };
-        let version = match protocol {
-            Protocol::Http1 => HttpVersion::Http1,
-            Protocol::Http2 => HttpVersion::Http2,
+        match protocol {
+            Protocol::Http1 | Protocol::Http2 => {}
             Protocol::Opaque => {
                 let target = fixed_target.or_else(|| {
                     let dst = orig_dst?;
@@ -159,18 +158,12 @@ impl Listener {
                 return;
             }
         };
-        let ctx = Arc::new(ConnCtx::new(
-            self.router.clone(),
-            version,
-            orig_dst,
-            fixed_target,
-        ));
+        let ctx = Arc::new(ConnCtx::new(self.router.clone(), orig_dst, fixed_target));
         let phase = self.lifecycle.subscribe();
-        match version {
-            HttpVersion::Http2 => {
-                h2_forward::serve_connection(io, ctx, &self.settings, phase).await
-            }
-            HttpVersion::Http1 => serve_http1(io, ctx, &self.settings, phase).await,
+        if protocol == Protocol::Http2 {
+            h2_forward::serve_connection(io, ctx, &self.settings, phase).await
+        } else {
+            serve_http1(io, ctx, &self.settings, phase).await
         }
     }
 
