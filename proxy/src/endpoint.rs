@@ -257,7 +257,7 @@ async fn connect_tcp(
         .await
         .map_err(|_| ConnectError::Timeout(addr))?
         .map_err(|source| ConnectError::Tcp { addr, source })?;
-    let _ = stream.set_nodelay(true);
+    crate::io::tune(&stream);
     Ok(MeteredIo::new(stream, bytes::Bytes::new(), tcp.clone()))
 }
 

@@ -116,7 +116,7 @@ impl Listener {
     }
 
     async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
+        crate::io::tune(&stream);
         let orig_dst = original_dst(&stream);
         let (protocol, prefix) = match detect(&mut stream, self.settings.detect_timeout).await {
             Ok(Some(found)) => found,
