@@ -67,6 +67,9 @@ pub struct Router {
     metrics: Arc<Metrics>,
     settings: Arc<ClientSettings>,
     endpoints: Arc<EndpointRegistry>,
+    /// Endpoints outside services stay for the process's life (their series too): there are as
+    /// many as distinct original destinations and inbound ports, not one per connection.
+    standalone: parking_lot::Mutex<HashMap<(String, SocketAddr), Arc<Endpoint>>>,
 }
 
 impl Router {
@@ -75,6 +78,7 @@ impl Router {
             table: ArcSwap::from_pointee(RouteTable::default()),
             services: Default::default(),
             endpoints: Arc::new(EndpointRegistry::new(metrics.clone())),
+            standalone: Default::default(),
             metrics,
             settings,
         }
@@ -196,10 +200,14 @@ impl Router {
     }
 
     /// An endpoint outside any service (the inbound application, or an unknown original
-    /// destination), shared by every connection going there.
+    /// destination), shared by every connection going there. Called per connection, not per
+    /// request.
     pub fn standalone_endpoint(&self, addr: SocketAddr, direction: &str) -> Arc<Endpoint> {
-        let key = (format!("/{direction}"), addr, Default::default());
-        self.endpoints.get_or_create(key, |release| {
+        let mut standalone = self.standalone.lock();
+        if let Some(endpoint) = standalone.get(&(direction.to_string(), addr)) {
+            return endpoint.clone();
+        }
+        let endpoint = {
             let mut labels: Labels = vec![
                 ("direction".into(), direction.into()),
                 ("authority".into(), String::new()),
@@ -208,16 +216,18 @@ impl Router {
             let http = self.metrics.http(labels.clone());
             labels.push(("peer".into(), "dst".into()));
             let tcp = self.metrics.tcp(&labels);
-            Endpoint::new(
+            Arc::new(Endpoint::new(
                 addr,
                 Default::default(),
                 self.settings.clone(),
                 http,
                 tcp,
                 now_ms(Instant::now()),
-                Some(release),
-            )
-        })
+                None,
+            ))
+        };
+        standalone.insert((direction.to_string(), addr), endpoint.clone());
+        endpoint
     }
 }
 

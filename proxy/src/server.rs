@@ -1,7 +1,6 @@
 //! Accepts client connections (outbound from the local application, inbound from peers), detects
 //! their protocol, and serves them as HTTP or forwards them as opaque TCP.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +64,6 @@ pub struct Listener {
     pub tcp: TcpMetrics,
     /// Inbound: where the application listens (else: 127.0.0.1:<original destination port>).
     pub inbound_app: Option<Arc<Endpoint>>,
-    inbound_by_port: parking_lot::Mutex<HashMap<u16, Arc<Endpoint>>>,
 }
 
 impl Listener {
@@ -89,7 +87,6 @@ impl Listener {
             settings,
             tcp,
             inbound_app,
-            inbound_by_port: Default::default(),
         }
     }
 
@@ -172,17 +169,9 @@ impl Listener {
             return Some(app.clone());
         }
         let port = orig_dst?.port();
-        let mut by_port = self.inbound_by_port.lock();
         Some(
-            by_port
-                .entry(port)
-                .or_insert_with(|| {
-                    self.router.standalone_endpoint(
-                        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                        "inbound",
-                    )
-                })
-                .clone(),
+            self.router
+                .standalone_endpoint(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "inbound"),
         )
     }
 }
