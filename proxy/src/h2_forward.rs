@@ -105,7 +105,7 @@ async fn forward_stream(
     let (parts, body) = req.into_parts();
     let end_of_stream = body.is_end_stream();
     let upstream_req = Request::from_parts(parts, ());
-    // The connection-level window is replenished as the body is read; see `pipe`.
+    // Taken by the attempt that opens the upstream stream; it then streams through `pipe`.
     let mut request_body = Some(body);
 
     for _attempt in 0..MAX_ATTEMPTS {
@@ -135,7 +135,8 @@ async fn forward_stream(
                 continue;
             }
         };
-        // `send_request` only fails when the connection broke after `ready`: nothing was framed.
+        // `send_request` only fails when the connection broke right after `ready`; the request is
+        // consumed by then, so it is answered rather than retried.
         let (response, request_tx) = match sender.send_request(upstream_req, end_of_stream) {
             Ok(sent) => sent,
             Err(error) => {
