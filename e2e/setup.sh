@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 log() { echo "[setup] $*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# etcd (envtest), nghttp2-client (h2load: proxy tests), iproute2 (ss), curl, openssl
+# etcd (envtest), nghttp2-client (h2load: proxy tests), iptables (SO_ORIGINAL_DST test), iproute2 (ss), curl, openssl
 need=()
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v ss >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v kubectl >/dev/null || need+=(kubernetes-client)
