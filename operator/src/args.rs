@@ -29,6 +29,9 @@ pub struct Args {
     /// Log format: `plain` or `json`.
     #[arg(long, env = "WEFT_LOG_FORMAT", default_value = "plain")]
     pub log_format: String,
+
+    #[command(flatten)]
+    pub identity: crate::identity_service::args::ServiceArgs,
 }
 
 /// Parses `90s`, `15m`, `2h`, `500ms` (a Go-style duration with one unit).

@@ -1,4 +1,5 @@
-//! `weft-operator`: reads its arguments, sets up logging, the Kubernetes client and the admin server, waits
+//! `weft-operator`: reads its arguments, sets up logging, the Kubernetes client, the admin server and the
+//! identity service (served by every replica), waits
 //! to become leader, and runs the controllers while it leads.
 //!
 //! Exit codes: 0 after SIGTERM/SIGINT (the Lease is released first so a standby takes over at once);
@@ -15,7 +16,7 @@ use weft_operator::{
     admin::{self, AdminState},
     args::Args,
     context::Context,
-    controllers, leader,
+    controllers, identity_service, leader,
 };
 
 #[tokio::main]
@@ -47,6 +48,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let admin_state = Arc::new(AdminState::new(ctx.metrics.clone()));
     tracing::info!(addr = %listener.local_addr()?, "admin server listening (/live, /ready, /metrics)");
     tokio::spawn(admin::serve(listener, admin_state.clone()));
+    // Every replica signs proxies' certificates, leader or standby.
+    identity_service::start(
+        client.clone(),
+        args.namespace.clone(),
+        ctx.metrics.clone(),
+        &args.identity,
+    )
+    .await?;
 
     let lease_settings = leader::LeaseSettings {
         name: args.lease_name.clone(),
