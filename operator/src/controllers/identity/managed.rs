@@ -173,8 +173,9 @@ async fn issue(
         "Issuing",
         format!("issuing revision {next_revision}: {}", reason.message()),
     );
-    report.write_status(ctx, identity).await?;
+    // Events first: whoever sees the new status finds the Events that explain it.
     report.publish_events(&ctx.events, identity).await;
+    report.write_status(ctx, identity).await?;
 
     let (not_before, not_after, capped) = renewal::validity_window(
         now,

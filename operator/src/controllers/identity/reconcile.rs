@@ -42,8 +42,9 @@ async fn reconcile_inner(identity: &Identity, ctx: &Shared) -> Result<Action, Er
         }
         Ok(settings) => with_settings(ctx, identity, &settings, now, &mut report).await?,
     };
-    report.write_status(ctx, identity).await?;
+    // Events first: whoever sees the new status finds the Events that explain it.
     report.publish_events(&ctx.events, identity).await;
+    report.write_status(ctx, identity).await?;
     let next = next.min(RESYNC);
     tracing::debug!(requeue_in = ?next, "reconciled");
     Ok(Action::requeue(next))
