@@ -62,7 +62,7 @@ impl<R: Reviewer> Certifier<R> {
                 }
                 Err(refused) => {
                     self.metrics.certify_refused(refused.reason);
-                    tracing::info!(reason = refused.reason, message = %refused.message, "refused");
+                    tracing::info!(reason = refused.reason, why = %refused.message, "refused");
                 }
             }
             result
@@ -74,7 +74,7 @@ impl<R: Reviewer> Certifier<R> {
     /// Counts and logs a call refused before its body could be read.
     pub fn record_refusal(&self, refused: &Refusal) {
         self.metrics.certify_refused(refused.reason);
-        tracing::info!(reason = refused.reason, message = %refused.message, "certify call refused");
+        tracing::info!(reason = refused.reason, why = %refused.message, "certify call refused");
     }
 
     /// The decision, with the clocks passed in (wall time for certificates, a monotonic one for the

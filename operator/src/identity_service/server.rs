@@ -10,7 +10,9 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use rustls::{ServerConfig, crypto::CryptoProvider, version::TLS13};
+use rustls::{
+    ServerConfig, crypto::CryptoProvider, server::NoServerSessionStorage, version::TLS13,
+};
 use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -34,6 +36,10 @@ pub fn tls_config(
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No session resumption: a proxy calls once a day, and every handshake then shows (and the caller
+    // verifies) the serving certificate of the current issuer.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

@@ -29,25 +29,29 @@ pub struct ServingCert {
     /// The issuer that signed it.
     pub issuer_fingerprint: String,
     pub cert: CertInfo,
+    /// When it was made (its `notBefore` is backdated by the clock-skew allowance).
+    pub made_at: Timestamp,
 }
 
 impl ServingCert {
-    /// Halfway through its life: well before it expires, whatever the lifetime.
+    /// Halfway between its making and its expiry: well before it expires, whatever the lifetime.
     pub fn renew_at(&self) -> Timestamp {
-        let half = self.cert.not_after.duration_since(self.cert.not_before) / 2;
-        self.cert
-            .not_after
-            .checked_sub(half)
-            .unwrap_or(self.cert.not_before)
+        let half = self.cert.not_after.duration_since(self.made_at) / 2;
+        self.made_at
+            .checked_add(half)
+            .unwrap_or(self.cert.not_after)
     }
 }
 
-/// Whether the serving certificate of a domain must be made (again) at `now`.
+/// Whether the serving certificate of a domain must be made (again) at `now`: there is none, the issuer
+/// changed, or it is halfway through its life and a new one would live longer (one capped at its
+/// issuer's expiry cannot: it waits for the rotated issuer instead of being remade in a loop).
 pub fn needs_new(current: Option<&ServingCert>, issuer: &CurrentIssuer, now: Timestamp) -> bool {
     match current {
         None => true,
         Some(current) => {
-            current.issuer_fingerprint != issuer.cert.fingerprint || now >= current.renew_at()
+            current.issuer_fingerprint != issuer.cert.fingerprint
+                || (now >= current.renew_at() && current.cert.not_after < issuer.cert.not_after)
         }
     }
 }
@@ -138,9 +142,21 @@ impl ServingCerts {
         changes
     }
 
-    /// The earliest moment a certificate must be made again, if any.
-    pub fn next_renewal(&self) -> Option<Timestamp> {
-        self.current.load().values().map(|c| c.renew_at()).min()
+    /// The earliest moment a certificate must be made again, if any: the halfway point of those that a
+    /// new one would outlive (the others follow their issuer's rotation).
+    pub fn next_renewal(&self, issuers: &IssuerSet) -> Option<Timestamp> {
+        self.current
+            .load()
+            .iter()
+            .filter(|(domain, cert)| {
+                issuers
+                    .domains
+                    .get(*domain)
+                    .and_then(|d| d.issuer.as_ref().ok())
+                    .is_some_and(|issuer| cert.cert.not_after < issuer.cert.not_after)
+            })
+            .map(|(_, cert)| cert.renew_at())
+            .min()
     }
 
     /// The certificate currently served for `trust_domain`.
@@ -170,6 +186,7 @@ impl ServingCerts {
             certified: Arc::new(certified),
             issuer_fingerprint: issuer.cert.fingerprint.clone(),
             cert: signed.cert,
+            made_at: now,
         })
     }
 
@@ -253,8 +270,9 @@ mod tests {
 
         // Before halfway nothing changes; at halfway a new one is made.
         assert!(certs.refresh(&issuers, at(NOW + 3600)).is_empty());
-        assert_eq!(certs.next_renewal(), Some(first.renew_at()));
+        assert_eq!(certs.next_renewal(&issuers), Some(first.renew_at()));
         let halfway = first.renew_at();
+        assert_eq!(halfway, at(NOW + 43200));
         assert_eq!(certs.refresh(&issuers, halfway).len(), 1);
         assert_ne!(
             certs.get("cluster.local").expect("made").cert.fingerprint,
@@ -278,6 +296,16 @@ mod tests {
         let second = certs.get("cluster.local").expect("made");
         assert_eq!(second.issuer_fingerprint, rotated_fingerprint);
         assert_ne!(second.cert.fingerprint, first.cert.fingerprint);
+    }
+
+    #[test]
+    fn a_cert_capped_at_its_issuer_waits_for_the_rotation() {
+        let certs = ServingCerts::new(provider());
+        let issuers = set(vec![("cluster.local", Ok(issuer(NOW - 60, NOW + 30)))]);
+        certs.refresh(&issuers, at(NOW));
+        // Past halfway, but a new one could not live longer: nothing is made, nothing is due.
+        assert!(certs.refresh(&issuers, at(NOW + 20)).is_empty());
+        assert_eq!(certs.next_renewal(&issuers), None);
     }
 
     #[test]

@@ -290,7 +290,7 @@ impl Tracker {
             .values()
             .filter_map(|d| d.issuer.as_ref().ok())
             .map(|issuer| until(issuer.cert.not_after) + Duration::from_secs(1));
-        let renewal = self.serving.next_renewal().map(until);
+        let renewal = self.serving.next_renewal(issuers).map(until);
         expiries
             .chain(renewal)
             .fold(self.resync, Duration::min)
