@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod identity;
+pub mod identity_client;
 pub mod paths;
 pub mod pki;
 pub mod process;
