@@ -2,14 +2,27 @@
 //! short-lived certificate for its identity name.
 //!
 //! # Protocol
-//! HTTP/2 over TLS 1.3 to the operator's identity port (8080 in `config/`), verified against the
-//! trust bundle with the server name [`SERVICE_NAME_PREFIX`]`.<trust-domain>`.
+//! HTTP/2 (ALPN `h2`; HTTP/1.1 is accepted too) over TLS 1.3 only to the operator's identity port
+//! (`--identity-addr`, 8080 in `config/`; every operator replica serves it), verified against the
+//! trust bundle with the server name [`SERVICE_NAME_PREFIX`]`.<trust-domain>` (see [`service_name`]; the
+//! service picks its certificate by this SNI). The service's certificate is signed by the same issuer
+//! as the leaves it hands out. No client certificate: the token proves who calls.
 //!
-//! `POST /v1/certify`, `content-type: application/json`, body [`CertifyRequest`].
+//! `POST /v1/certify`, `content-type: application/json`, body [`CertifyRequest`] (at most 64 KiB).
 //! - `200` with a [`CertifyResponse`]: the signed leaf, the chain up to (not including) the anchor,
 //!   and the expiry;
 //! - `4xx`/`5xx` with a [`CertifyError`]: `reason` is one of [`refusal`]'s constants (machine-readable,
-//!   also the `reason` label of the operator's refusal counter), `message` says why in words.
+//!   also the `reason` label of the operator's refusal counter), `message` says why in words. The
+//!   status follows the reason: 400 `BadRequest`/`BadCsr`, 401 `TokenInvalid`/`TokenAudience`,
+//!   403 `IdentityMismatch`, 429 `RateLimited` (with `retry-after` in seconds), 503 `NoIssuer`/
+//!   `ReviewFailed` (retry with backoff).
+//!
+//! The leaf: DNS SAN = the identity (only), not a CA, EKU serverAuth + clientAuth, valid from now minus
+//! the Identity's `spec.leaf.clockSkewAllowance` for `spec.leaf.lifetime`, never past the issuer's
+//! expiry. Only the CSR's public key is used; its SANs must be exactly the identity. The service checks
+//! the token with a TokenReview for [`TOKEN_AUDIENCE`] and requires its user to be
+//! `system:serviceaccount:<namespace>:<serviceaccount>` of the identity; it rate-limits each
+//! authenticated identity (token bucket; burst 10, 1 per second by default).
 //!
 //! JSON rather than protobuf: one call a day per proxy does not need a codec, and `curl` can speak it.
 
