@@ -37,32 +37,19 @@ impl Cluster {
             .join(format!("{test_name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir).expect("create run dir");
-        let output = tokio::task::spawn_blocking({
-            let run_dir = run_dir.clone();
-            move || {
-                Command::new("bash")
-                    .arg(paths::repo_root().join("e2e/envtest.sh"))
-                    .arg("up")
-                    .env("KAPI_RUN", &run_dir)
-                    .output()
+        // envtest.sh picks free ports at random; two instances starting at once can still race for one,
+        // so a failed start is retried on fresh ports
+        let mut attempt = 0;
+        let kubeconfig = loop {
+            attempt += 1;
+            match envtest_up(&run_dir).await {
+                Ok(kubeconfig) => break kubeconfig,
+                Err(error) if attempt < 3 => {
+                    eprintln!("envtest.sh up failed (attempt {attempt}), retrying: {error}")
+                }
+                Err(error) => panic!("envtest.sh up failed {attempt} times: {error}"),
             }
-        })
-        .await
-        .expect("join")
-        .expect("run e2e/envtest.sh");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let kubeconfig = stdout
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("KUBECONFIG="))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                panic!(
-                    "envtest.sh up failed ({}):\n{}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            });
+        };
         let client = client_for(&kubeconfig).await;
         let cluster = Self {
             run_dir,
@@ -186,6 +173,34 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(self.run_dir.join("etcd-data"));
         }
     }
+}
+
+/// Runs `envtest.sh up` for `run_dir`; returns the kubeconfig path it printed.
+async fn envtest_up(run_dir: &Path) -> Result<PathBuf, String> {
+    let run_dir = run_dir.to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .arg(paths::repo_root().join("e2e/envtest.sh"))
+            .arg("up")
+            .env("KAPI_RUN", &run_dir)
+            .output()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("run e2e/envtest.sh: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("KUBECONFIG="))
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            format!(
+                "{}:\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
 }
 
 async fn client_for(kubeconfig: &Path) -> Client {
