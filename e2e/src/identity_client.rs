@@ -382,16 +382,16 @@ pub mod tokens {
 
     /// An RSA key from PEM: PKCS#8 (`PRIVATE KEY`, what OpenSSL 3's `genrsa` writes) or PKCS#1.
     fn rsa_key(pem: &[u8]) -> Result<RsaKeyPair, String> {
-        for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
-            let block = block.map_err(|e| format!("bad PEM: {e}"))?;
-            return match block.label.as_str() {
-                "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&block.contents),
-                "RSA PRIVATE KEY" => RsaKeyPair::from_der(&block.contents),
-                other => return Err(format!("not an RSA key: {other}")),
-            }
-            .map_err(|e| format!("unusable RSA key: {e}"));
+        let block = x509_parser::pem::Pem::iter_from_buffer(pem)
+            .next()
+            .ok_or("no PEM block")?
+            .map_err(|e| format!("bad PEM: {e}"))?;
+        match block.label.as_str() {
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&block.contents),
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&block.contents),
+            other => return Err(format!("not an RSA key: {other}")),
         }
-        Err("no PEM block".into())
+        .map_err(|e| format!("unusable RSA key: {e}"))
     }
 }
 
