@@ -4,4 +4,6 @@
 
 pub mod identity;
 pub mod mesh_policy;
+pub mod report;
 pub mod traffic_split;
+pub mod triggers;

@@ -10,18 +10,20 @@
 //! - [`selector`]: label selectors (syntax, matching, rendering);
 //! - [`matching`]: which pods and workloads a target picks;
 //! - [`evaluate`]: the whole verdict, conflicts included;
-//! - [`report`]: condition transitions and their Events;
 //! - [`duration`]: Go-style durations.
 
 pub mod duration;
 pub mod evaluate;
 pub mod matching;
-pub mod report;
 pub mod selector;
 pub mod validate;
 
-use crate::{context::Context, status};
-use futures::{StreamExt, stream};
+use crate::{
+    context::Context,
+    controllers::{report, triggers},
+    status,
+};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 use kube::{
     Api, ResourceExt,
@@ -64,34 +66,11 @@ pub async fn run(ctx: Context) {
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (services, service_writer) = reflector::store::<Service>();
 
-    // Each policy event also triggers the other policies of its namespace, read from the same cache the
-    // event was just applied to, so a conflict's loser is re-judged when its winner changes or goes.
-    let siblings = policies.clone();
-    let policy_triggers = watcher(
+    let policy_triggers = triggers::with_namespace_siblings(
         Api::<MeshPolicy>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(policy_writer)
-    .touched_objects()
-    .flat_map(move |event| {
-        let triggers = match event {
-            Ok(policy) => {
-                let mut triggers: Vec<_> = siblings
-                    .state()
-                    .iter()
-                    .filter(|p| {
-                        p.namespace() == policy.namespace() && p.name_any() != policy.name_any()
-                    })
-                    .map(|p| Ok(MeshPolicy::clone(p)))
-                    .collect();
-                triggers.push(Ok(policy));
-                triggers
-            }
-            Err(error) => vec![Err(error)],
-        };
-        stream::iter(triggers)
-    });
+        policy_writer,
+        policies.clone(),
+    );
 
     let pod_events = watcher(
         Api::<Pod>::all(client.clone()),

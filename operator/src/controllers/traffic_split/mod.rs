@@ -14,9 +14,13 @@ pub mod accept;
 pub mod endpoints;
 pub mod resolve;
 
-use crate::{context::Context, controllers::mesh_policy::report, status};
+use crate::{
+    context::Context,
+    controllers::{report, triggers},
+    status,
+};
 use endpoints::EndpointsApi;
-use futures::{StreamExt, stream};
+use futures::StreamExt;
 use k8s_openapi::api::{
     core::v1::{Endpoints, Service},
     discovery::v1::EndpointSlice,
@@ -134,34 +138,11 @@ pub async fn run(ctx: Context) {
     let (splits, split_writer) = reflector::store::<TrafficSplit>();
     let (services, service_writer) = reflector::store::<Service>();
 
-    // Each split event also triggers the other splits of its namespace, read from the same cache the event
-    // was just applied to, so a conflict's loser is re-judged when its winner changes or goes.
-    let siblings = splits.clone();
-    let split_triggers = watcher(
+    let split_triggers = triggers::with_namespace_siblings(
         Api::<TrafficSplit>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(split_writer)
-    .touched_objects()
-    .flat_map(move |event| {
-        let triggers = match event {
-            Ok(split) => {
-                let mut triggers: Vec<_> = siblings
-                    .state()
-                    .iter()
-                    .filter(|s| {
-                        s.namespace() == split.namespace() && s.name_any() != split.name_any()
-                    })
-                    .map(|s| Ok(TrafficSplit::clone(s)))
-                    .collect();
-                triggers.push(Ok(split));
-                triggers
-            }
-            Err(error) => vec![Err(error)],
-        };
-        stream::iter(triggers)
-    });
+        split_writer,
+        splits.clone(),
+    );
 
     let service_events = watcher(
         Api::<Service>::all(client.clone()),
