@@ -141,6 +141,9 @@ impl Cluster {
             .env("WEFT_NAMESPACE", OPERATOR_NAMESPACE)
             .env("POD_NAME", replica)
             .env("WEFT_ADMIN_ADDR", "127.0.0.1:0")
+            // every replica serves the identity service; a free port each, so replicas and parallel
+            // tests do not collide on 8080 (the bound address is logged)
+            .env("WEFT_IDENTITY_ADDR", "127.0.0.1:0")
             .env(
                 "RUST_LOG",
                 std::env::var("WEFT_E2E_LOG").unwrap_or_else(|_| "info,weft_operator=debug".into()),
