@@ -54,10 +54,7 @@ impl Admin {
                 );
                 response
             }
-            (&Method::GET, "/ready") if self.lifecycle.is_ready() => {
-                text(StatusCode::OK, "ready\n")
-            }
-            (&Method::GET, "/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            (&Method::GET, "/ready") => self.ready(),
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::POST, "/shutdown") if from_loopback => {
                 info!("shutdown requested through the admin server");
@@ -72,6 +69,20 @@ impl Admin {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    fn ready(&self) -> Response<ProxyBody> {
+        if self.lifecycle.phase() != Phase::Serving {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
+        }
+        match self.lifecycle.not_ready_reason() {
+            None => text(StatusCode::OK, "ready\n"),
+            Some(reason) => {
+                let mut response = Response::new(ProxyBody::text(format!("not ready: {reason}\n")));
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                response
+            }
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::load::EwmaConfig;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::server::{Direction, Listener, ServerSettings};
+use crate::tls::accept::ServerTls;
+use crate::tls::connect::ClientTls;
 
 /// After the proxy decides to stop, connections get this long to finish their requests.
 const FINAL_DRAIN: Duration = Duration::from_secs(5);
@@ -40,6 +42,10 @@ pub enum AppError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("identity: {0}")]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 pub async fn run(args: Args) -> Result<(), AppError> {
@@ -47,13 +53,39 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         path: args.config.display().to_string(),
         source,
     })?;
-    let metrics = Arc::new(Metrics::new());
+    let lifecycle = Arc::new(Lifecycle::default());
+    let (metrics, mtls) = match &args.identity {
+        None => (Arc::new(Metrics::new()), None),
+        Some(settings) => {
+            let metrics = Arc::new(Metrics::with_mtls());
+            let mtls_metrics = metrics.mtls().cloned().expect("registered by with_mtls");
+            let credentials = crate::identity::start(
+                settings,
+                args.config_poll,
+                mtls_metrics.clone(),
+                lifecycle.clone(),
+            )?;
+            let client = ClientTls::new(
+                credentials.clone(),
+                mtls_metrics.clone(),
+                args.detect_timeout,
+            )?;
+            let server = ServerTls::new(
+                credentials,
+                mtls_metrics,
+                args.inbound_permissive.clone(),
+                args.detect_timeout,
+            )?;
+            (metrics, Some((Arc::new(client), Arc::new(server))))
+        }
+    };
     let client_settings = Arc::new(ClientSettings {
         ewma: EwmaConfig {
             default_rtt: args.ewma_default_rtt,
             decay: args.ewma_decay,
         },
         connect_timeout: args.connect_timeout,
+        tls: mtls.as_ref().map(|(client, _)| client.clone()),
         ..ClientSettings::default()
     });
     let router = Arc::new(Router::new(metrics.clone(), client_settings));
@@ -73,7 +105,6 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         }
     });
 
-    let lifecycle = Arc::new(Lifecycle::default());
     let server_settings = ServerSettings {
         detect_timeout: args.detect_timeout,
         header_read_timeout: args.detect_timeout,
@@ -100,6 +131,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         lifecycle.clone(),
         server_settings.clone(),
         None,
+        None,
     ));
     let mut accept_loops = vec![tokio::spawn(outbound.run(outbound_listener))];
     if let Some(listener) = inbound_listener {
@@ -109,6 +141,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             lifecycle.clone(),
             server_settings,
             args.inbound_app,
+            mtls.as_ref().map(|(_, server)| server.clone()),
         ));
         accept_loops.push(tokio::spawn(inbound.run(listener)));
     }

@@ -5,6 +5,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::identity::IdentitySettings;
+use crate::identity::name::NameError;
+use crate::tls::permissive::PermissivePorts;
+
 pub const USAGE: &str = "\
 usage: weft-proxy --config <file.json> [options]
 
@@ -21,6 +25,15 @@ usage: weft-proxy --config <file.json> [options]
   --config-poll <dur>        how often the config file is checked [500ms]
   --ewma-default-rtt <dur>   latency assumed for a new endpoint [30ms]
   --ewma-decay <dur>         peak-EWMA decay time constant [10s]
+
+Identity and mTLS (all four of name, addr, token file and bundle file, or none: plaintext mode):
+  --identity-name <name>     <sa>.<ns>.serviceaccount.identity.<trust-domain>
+  --identity-addr <host:port>   the identity service
+  --identity-token-file <file>  projected ServiceAccount token (audience identity.weft.dev)
+  --trust-bundle-file <file>    trust anchors (PEM), reloaded when they change
+  --identity-server-name <dns>  name the identity service proves [weft-identity.<trust-domain>]
+  --trust-domain <domain>    [what follows .serviceaccount.identity. in the name]
+  --inbound-permissive <all|none|ports>  inbound ports that also accept plaintext [none]
 
 Each flag may also be set as WEFT_PROXY_<NAME> (e.g. WEFT_PROXY_CONFIG). Durations: 500ms, 30s, 2m.
 Log level: RUST_LOG (default info), logs go to stderr.
@@ -40,6 +53,10 @@ pub struct Args {
     pub config_poll: Duration,
     pub ewma_default_rtt: Duration,
     pub ewma_decay: Duration,
+    /// `None`: plaintext mode, exactly as without identity support.
+    pub identity: Option<IdentitySettings>,
+    /// Inbound ports that also accept plaintext (only meaningful with an identity).
+    pub inbound_permissive: PermissivePorts,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -58,9 +75,18 @@ pub enum ArgsError {
         value: String,
         why: &'static str,
     },
+    #[error(
+        "identity: --{given} is set but --{missing} is not (give all of --identity-name, --identity-addr, --identity-token-file, --trust-bundle-file, or none)"
+    )]
+    IncompleteIdentity {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error("--identity-name: {0}")]
+    IdentityName(#[from] NameError),
 }
 
-const FLAGS: [&str; 12] = [
+const FLAGS: [&str; 19] = [
     "config",
     "outbound",
     "inbound",
@@ -73,6 +99,21 @@ const FLAGS: [&str; 12] = [
     "config-poll",
     "ewma-default-rtt",
     "ewma-decay",
+    "identity-name",
+    "identity-addr",
+    "identity-token-file",
+    "trust-bundle-file",
+    "identity-server-name",
+    "trust-domain",
+    "inbound-permissive",
+];
+
+/// Flags that together turn identity on; the rest only refine it.
+const IDENTITY_REQUIRED: [&str; 4] = [
+    "identity-name",
+    "identity-addr",
+    "identity-token-file",
+    "trust-bundle-file",
 ];
 
 impl Args {
@@ -159,6 +200,15 @@ impl Args {
                 }
             },
         };
+        let identity = identity_settings(&value)?;
+        let inbound_permissive = match value("inbound-permissive") {
+            None => PermissivePorts::None,
+            Some(text) => PermissivePorts::parse(&text).ok_or(ArgsError::Invalid {
+                flag: "inbound-permissive",
+                value: text,
+                why: "expected all, none, or a comma-separated list of ports",
+            })?,
+        };
         Ok(Args {
             config: value("config").ok_or(ArgsError::MissingConfig)?.into(),
             outbound: addr("outbound", "127.0.0.1:4140")?,
@@ -172,8 +222,59 @@ impl Args {
             config_poll: duration("config-poll", Duration::from_millis(500))?,
             ewma_default_rtt: duration("ewma-default-rtt", crate::load::DEFAULT_RTT)?,
             ewma_decay: duration("ewma-decay", crate::load::DEFAULT_DECAY)?,
+            identity,
+            inbound_permissive,
         })
     }
+}
+
+fn identity_settings(
+    value: &dyn Fn(&'static str) -> Option<String>,
+) -> Result<Option<IdentitySettings>, ArgsError> {
+    let given: Vec<&'static str> = IDENTITY_REQUIRED
+        .into_iter()
+        .filter(|flag| value(flag).is_some())
+        .collect();
+    if given.is_empty() {
+        return Ok(None);
+    }
+    if let Some(missing) = IDENTITY_REQUIRED
+        .into_iter()
+        .find(|flag| value(flag).is_none())
+    {
+        return Err(ArgsError::IncompleteIdentity {
+            given: given[0],
+            missing,
+        });
+    }
+    let required = |flag: &'static str| value(flag).unwrap_or_default();
+    let name = required("identity-name");
+    let trust_domain = crate::identity::name::check(&name, value("trust-domain").as_deref())?;
+    let service_name = value("identity-server-name")
+        .unwrap_or_else(|| crate::identity::name::default_service_name(&trust_domain));
+    if rustls::pki_types::ServerName::try_from(service_name.as_str()).is_err() {
+        return Err(ArgsError::Invalid {
+            flag: "identity-server-name",
+            value: service_name,
+            why: "expected a DNS name",
+        });
+    }
+    let service_addr = required("identity-addr");
+    if crate::config::split_authority(&service_addr).is_none_or(|(_, port)| port.is_none()) {
+        return Err(ArgsError::Invalid {
+            flag: "identity-addr",
+            value: service_addr,
+            why: "expected host:port",
+        });
+    }
+    Ok(Some(IdentitySettings {
+        name,
+        trust_domain,
+        service_addr,
+        service_name,
+        token_file: required("identity-token-file").into(),
+        trust_bundle_file: required("trust-bundle-file").into(),
+    }))
 }
 
 /// `ip:port`, or a bare port meaning 127.0.0.1.
@@ -248,6 +349,54 @@ mod tests {
         assert!(matches!(
             Args::parse(args(&["--bogus"]), |_| None),
             Err(ArgsError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn identity_flags_come_all_or_none() {
+        let base = ["--config", "c"];
+        let parsed = Args::parse(args(&base), |_| None).unwrap();
+        assert_eq!(parsed.identity, None, "no flags: plaintext mode");
+        let full = [
+            "--config",
+            "c",
+            "--identity-name",
+            "web.shop.serviceaccount.identity.cluster.local",
+            "--identity-addr",
+            "weft-identity.weft-system.svc:8080",
+            "--identity-token-file",
+            "/var/run/secrets/tokens/weft-identity",
+            "--trust-bundle-file",
+            "/var/run/weft/ca-bundle.crt",
+            "--inbound-permissive",
+            "8080,9090",
+        ];
+        let parsed = Args::parse(args(&full), |_| None).unwrap();
+        let identity = parsed.identity.unwrap();
+        assert_eq!(identity.trust_domain, "cluster.local");
+        assert_eq!(identity.service_name, "weft-identity.cluster.local");
+        assert!(parsed.inbound_permissive.allows(9090));
+        assert!(matches!(
+            Args::parse(args(&full[..4]), |_| None),
+            Err(ArgsError::IncompleteIdentity {
+                missing: "identity-addr",
+                ..
+            })
+        ));
+        let mut bad = full;
+        bad[3] = "web.shop.cluster.local";
+        assert!(matches!(
+            Args::parse(args(&bad), |_| None),
+            Err(ArgsError::IdentityName(_))
+        ));
+        let mut no_port = full;
+        no_port[5] = "weft-identity";
+        assert!(matches!(
+            Args::parse(args(&no_port), |_| None),
+            Err(ArgsError::Invalid {
+                flag: "identity-addr",
+                ..
+            })
         ));
     }
 

@@ -38,7 +38,9 @@ pub struct ServiceConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointConfig {
     pub addr: SocketAddr,
-    /// The identity the endpoint is expected to present (used by mTLS; ignored for now).
+    /// The identity the endpoint must prove over mTLS
+    /// (`<sa>.<ns>.serviceaccount.identity.<trust-domain>`); `addr` is then its proxy's inbound
+    /// port. Ignored when the proxy has no identity itself (plaintext mode).
     #[serde(default)]
     pub identity: Option<String>,
     /// Exported as `dst_<key>="<value>"` labels on this endpoint's metrics.
@@ -70,6 +72,14 @@ pub enum ConfigError {
     BadAuthority { service: String, authority: String },
     #[error("service {service:?} lists endpoint {addr} twice")]
     DuplicateEndpoint { service: String, addr: SocketAddr },
+    #[error(
+        "service {service:?}: endpoint {addr} has identity {identity:?}, which is not a DNS name"
+    )]
+    BadIdentity {
+        service: String,
+        addr: SocketAddr,
+        identity: String,
+    },
 }
 
 impl ProxyConfig {
@@ -108,6 +118,15 @@ impl ProxyConfig {
                     return Err(ConfigError::DuplicateEndpoint {
                         service: svc.name.clone(),
                         addr: ep.addr,
+                    });
+                }
+                if let Some(identity) = &ep.identity
+                    && rustls::pki_types::ServerName::try_from(identity.as_str()).is_err()
+                {
+                    return Err(ConfigError::BadIdentity {
+                        service: svc.name.clone(),
+                        addr: ep.addr,
+                        identity: identity.clone(),
                     });
                 }
             }
@@ -214,6 +233,17 @@ mod tests {
             ProxyConfig::from_json(doc.as_bytes()),
             Err(ConfigError::DuplicateAuthority { .. })
         ));
+    }
+
+    #[test]
+    fn rejects_identities_that_are_not_dns_names() {
+        let doc = r#"{"services":[{"name":"a","endpoints":[{"addr":"127.0.0.1:1","identity":"not a name"}]}]}"#;
+        assert!(matches!(
+            ProxyConfig::from_json(doc.as_bytes()),
+            Err(ConfigError::BadIdentity { .. })
+        ));
+        let doc = r#"{"services":[{"name":"a","endpoints":[{"addr":"127.0.0.1:1","identity":"web.shop.serviceaccount.identity.cluster.local"}]}]}"#;
+        assert!(ProxyConfig::from_json(doc.as_bytes()).is_ok());
     }
 
     #[test]

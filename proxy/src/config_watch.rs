@@ -20,13 +20,13 @@ pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
 
 /// What tells us the file changed without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     // `metadata` follows symlinks, so a ConfigMap-style symlink swap is seen too.
     let meta = std::fs::metadata(path).ok()?;

@@ -4,8 +4,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How much of a request line we read before deciding; longer lines are left to hyper to reject.
@@ -58,12 +57,23 @@ pub fn classify(buf: &[u8]) -> Option<Protocol> {
 /// Reads until the protocol is known, the peer closes, or `timeout` passes (then: opaque).
 /// Returns the protocol and the bytes consumed, which the caller must replay. `Ok(None)` when the
 /// peer closed without sending anything.
-pub async fn detect(
-    stream: &mut TcpStream,
+pub async fn detect<R: AsyncRead + Unpin>(
+    stream: &mut R,
     timeout: Duration,
 ) -> io::Result<Option<(Protocol, BytesMut)>> {
-    let mut buf = BytesMut::with_capacity(1024);
+    detect_after(stream, BytesMut::with_capacity(1024), timeout).await
+}
+
+/// [`detect`], continuing from bytes already read (`buf`, possibly empty).
+pub async fn detect_after<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    mut buf: BytesMut,
+    timeout: Duration,
+) -> io::Result<Option<(Protocol, BytesMut)>> {
     let read = async {
+        if let Some(protocol) = classify(&buf) {
+            return Ok(Some(protocol));
+        }
         loop {
             if stream.read_buf(&mut buf).await? == 0 {
                 return Ok::<_, io::Error>(

@@ -19,9 +19,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use crate::io::MeteredIo;
+use crate::io::{EndpointIo, MeteredIo};
 use crate::load::{EwmaConfig, PeakEwma};
 use crate::metrics::{HttpMetrics, Metrics, TcpMetrics};
+use crate::tls::Alpn;
+use crate::tls::connect::{ClientTls, TlsConnectError};
+use crate::tls::peer::PeerIdentity;
 
 /// Connection and balancing settings shared by every endpoint.
 #[derive(Clone, Debug)]
@@ -31,6 +34,9 @@ pub struct ClientSettings {
     pub max_idle_http1_per_endpoint: usize,
     pub min_ejection: Duration,
     pub max_ejection: Duration,
+    /// mTLS towards endpoints that must prove an identity; `None` in plaintext mode (identities in
+    /// the configuration are then ignored).
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 impl Default for ClientSettings {
@@ -41,6 +47,7 @@ impl Default for ClientSettings {
             max_idle_http1_per_endpoint: 256,
             min_ejection: Duration::from_secs(1),
             max_ejection: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -73,6 +80,19 @@ pub enum ConnectError {
         #[source]
         source: h2::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsConnectError),
+}
+
+impl ConnectError {
+    /// Whether the failure is the endpoint's (eject it): not when this proxy has no certificate
+    /// or trust bundle yet.
+    pub fn blames_endpoint(&self) -> bool {
+        match self {
+            ConnectError::Tls(tls) => tls.blames_endpoint(),
+            _ => true,
+        }
+    }
 }
 
 pub type Http2Sender = h2::client::SendRequest<Bytes>;
@@ -81,6 +101,8 @@ type SharedConnect = Shared<BoxFuture<'static, Result<Http2Sender, Arc<ConnectEr
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub labels: BTreeMap<String, String>,
+    /// The identity the endpoint must prove over mTLS (`None`: plaintext).
+    pub peer_identity: Option<PeerIdentity>,
     pub load: PeakEwma,
     pub http: HttpMetrics,
     settings: Arc<ClientSettings>,
@@ -101,9 +123,11 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         addr: SocketAddr,
         labels: BTreeMap<String, String>,
+        peer_identity: Option<PeerIdentity>,
         settings: Arc<ClientSettings>,
         http: HttpMetrics,
         tcp: TcpMetrics,
@@ -114,6 +138,7 @@ impl Endpoint {
             release,
             addr,
             labels,
+            peer_identity,
             load: PeakEwma::new(&settings.ewma, now_ms),
             http,
             tcp,
@@ -136,6 +161,13 @@ impl Endpoint {
 
     pub fn ejected_until_ms(&self) -> u64 {
         self.health.ejected_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// A connection attempt failed: eject the endpoint when the failure is its own.
+    pub fn record_connect_failure(&self, now_ms: u64, error: &ConnectError) {
+        if error.blames_endpoint() {
+            self.record_failure(now_ms, error);
+        }
     }
 
     /// The endpoint refused or reset a connection: eject it, longer after each consecutive failure.
@@ -214,20 +246,18 @@ impl Endpoint {
             }
         }
         let io = self.connect_tcp().await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|source| ConnectError::Http1Handshake {
-                addr: self.addr,
-                source,
-            })?;
-        let addr = self.addr;
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                debug!(endpoint = %addr, %error, "HTTP/1.1 connection closed");
+        match self.tls_for_endpoint() {
+            Some((tls, peer)) => {
+                let io = tls.connect(io, self.addr, peer, Alpn::Http1).await?;
+                http1_handshake(io, self.addr).await
             }
-        });
-        Ok(sender)
+            None => http1_handshake(io, self.addr).await,
+        }
+    }
+
+    /// The mTLS client and the identity to expect, when this endpoint is reached over mTLS.
+    fn tls_for_endpoint(&self) -> Option<(&ClientTls, &PeerIdentity)> {
+        Some((self.settings.tls.as_deref()?, self.peer_identity.as_ref()?))
     }
 
     /// Returns a connection whose exchange finished to the idle pool.
@@ -242,10 +272,37 @@ impl Endpoint {
         connect_tcp(self.addr, self.settings.connect_timeout, &self.tcp).await
     }
 
-    /// Opens a plain TCP connection (opaque forwarding), counted in this endpoint's TCP metrics.
-    pub async fn connect_opaque(&self) -> Result<MeteredIo, ConnectError> {
-        self.connect_tcp().await
+    /// Opens a connection for opaque forwarding (mTLS when the endpoint must prove an identity),
+    /// counted in this endpoint's TCP metrics.
+    pub async fn connect_opaque(&self) -> Result<EndpointIo, ConnectError> {
+        let io = self.connect_tcp().await?;
+        match self.tls_for_endpoint() {
+            Some((tls, peer)) => {
+                let io = tls.connect(io, self.addr, peer, Alpn::Opaque).await?;
+                Ok(EndpointIo::Tls(Box::new(io)))
+            }
+            None => Ok(EndpointIo::Plain(io)),
+        }
     }
+}
+
+async fn http1_handshake<IO>(
+    io: IO,
+    addr: SocketAddr,
+) -> Result<http1::SendRequest<Incoming>, ConnectError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| ConnectError::Http1Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            debug!(endpoint = %addr, %error, "HTTP/1.1 connection closed");
+        }
+    });
+    Ok(sender)
 }
 
 async fn connect_tcp(
@@ -268,28 +325,15 @@ async fn connect_http2(
     let result = async {
         let ep = endpoint.upgrade().ok_or(ConnectError::Timeout(addr))?;
         let io = ep.connect_tcp().await?;
+        let tls = ep.settings.tls.clone().zip(ep.peer_identity.clone());
         drop(ep);
-        let (sender, conn) = h2::client::Builder::new()
-            .initial_window_size(crate::h2_forward::STREAM_WINDOW)
-            .initial_connection_window_size(crate::h2_forward::CONNECTION_WINDOW)
-            .max_concurrent_reset_streams(1024)
-            .handshake::<_, Bytes>(io)
-            .await
-            .map_err(|source| ConnectError::Http2Handshake { addr, source })?;
-        // The connection task holds only a weak reference: removing the endpoint from the
-        // configuration drops the last sender, which lets the connection finish its streams and close.
-        let watcher = endpoint.clone();
-        tokio::spawn(async move {
-            let result = conn.await;
-            let Some(ep) = watcher.upgrade() else { return };
-            ep.h2.store(None);
-            if let Err(error) = result {
-                ep.record_failure(crate::load::now_ms(tokio::time::Instant::now()), &error);
-            } else {
-                debug!(endpoint = %ep.addr, "HTTP/2 connection closed");
+        match tls {
+            Some((tls, peer)) => {
+                let io = tls.connect(io, addr, &peer, Alpn::H2).await?;
+                http2_handshake(io, addr, &endpoint).await
             }
-        });
-        Ok::<_, ConnectError>(sender)
+            None => http2_handshake(io, addr, &endpoint).await,
+        }
     }
     .await;
     let Some(ep) = endpoint.upgrade() else {
@@ -302,10 +346,42 @@ async fn connect_http2(
             Ok(sender)
         }
         Err(error) => {
-            ep.record_failure(crate::load::now_ms(tokio::time::Instant::now()), &error);
+            ep.record_connect_failure(crate::load::now_ms(tokio::time::Instant::now()), &error);
             Err(Arc::new(error))
         }
     }
+}
+
+/// The HTTP/2 handshake over an open connection (plain or mTLS); spawns the connection's task.
+async fn http2_handshake<IO>(
+    io: IO,
+    addr: SocketAddr,
+    endpoint: &Weak<Endpoint>,
+) -> Result<Http2Sender, ConnectError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = h2::client::Builder::new()
+        .initial_window_size(crate::h2_forward::STREAM_WINDOW)
+        .initial_connection_window_size(crate::h2_forward::CONNECTION_WINDOW)
+        .max_concurrent_reset_streams(1024)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|source| ConnectError::Http2Handshake { addr, source })?;
+    // The connection task holds only a weak reference: removing the endpoint from the
+    // configuration drops the last sender, which lets the connection finish its streams and close.
+    let watcher = endpoint.clone();
+    tokio::spawn(async move {
+        let result = conn.await;
+        let Some(ep) = watcher.upgrade() else { return };
+        ep.h2.store(None);
+        if let Err(error) = result {
+            ep.record_failure(crate::load::now_ms(tokio::time::Instant::now()), &error);
+        } else {
+            debug!(endpoint = %ep.addr, "HTTP/2 connection closed");
+        }
+    });
+    Ok(sender)
 }
 
 impl Drop for Endpoint {
@@ -319,8 +395,9 @@ impl Drop for Endpoint {
 // === impl EndpointRegistry ===
 
 /// What makes two endpoints the same: owner (service name, or a direction for endpoints outside
-/// services), address and labels — exactly what their metric labels are built from.
-pub type EndpointKey = (String, SocketAddr, BTreeMap<String, String>);
+/// services), address, labels and expected identity — exactly what their metric labels are built
+/// from (an endpoint whose identity changes needs new connections anyway).
+pub type EndpointKey = (String, SocketAddr, BTreeMap<String, String>, Option<String>);
 
 /// The live endpoints by identity. An endpoint configured again while a previous incarnation is
 /// still alive (serving in-flight requests) gets that one back, with its connections and load

@@ -199,7 +199,7 @@ async fn dispatch(
     let mut sender = match endpoint.http1().await {
         Ok(sender) => sender,
         Err(e) => {
-            endpoint.record_failure(now_ms(Instant::now()), &e);
+            endpoint.record_connect_failure(now_ms(Instant::now()), &e);
             return Err(Failed::NotSent(req, e.to_string()));
         }
     };

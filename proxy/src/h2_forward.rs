@@ -24,7 +24,6 @@ use tracing::debug;
 use crate::body::{Completion, grpc_status};
 use crate::endpoint::Endpoint;
 use crate::forward::{ConnCtx, PROXY_ERROR, Pending, Target, is_grpc, resolve};
-use crate::io::MeteredIo;
 use crate::lifecycle::{Phase, reached};
 use crate::metrics::Outcome;
 use crate::server::ServerSettings;
@@ -36,12 +35,14 @@ const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 const MAX_ATTEMPTS: usize = 3;
 
 /// Serves one h2c client connection until it closes (or the proxy stops: GOAWAY, then drain).
-pub async fn serve_connection(
-    io: MeteredIo,
+pub async fn serve_connection<IO>(
+    io: IO,
     ctx: Arc<ConnCtx>,
     settings: &ServerSettings,
     mut phase: watch::Receiver<Phase>,
-) {
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let handshake = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod endpoint;
 pub mod forward;
 pub mod h2_forward;
+pub mod identity;
 pub mod io;
 pub mod lifecycle;
 pub mod load;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod tcp;
+pub mod tls;
 
 pub use app::run;
 pub use args::Args;

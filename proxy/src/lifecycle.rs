@@ -18,6 +18,8 @@ pub struct Lifecycle {
     phase: watch::Sender<Phase>,
     /// Every served connection, so the final drain can wait for them.
     pub connections: TaskTracker,
+    /// Why the proxy is not ready although serving (e.g. not certified yet), shown by `/ready`.
+    not_ready: parking_lot::Mutex<Option<String>>,
 }
 
 impl Default for Lifecycle {
@@ -25,6 +27,7 @@ impl Default for Lifecycle {
         Self {
             phase: watch::Sender::new(Phase::Serving),
             connections: TaskTracker::new(),
+            not_ready: parking_lot::Mutex::new(None),
         }
     }
 }
@@ -35,7 +38,16 @@ impl Lifecycle {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.phase() == Phase::Serving
+        self.phase() == Phase::Serving && self.not_ready.lock().is_none()
+    }
+
+    /// Holds readiness back for `reason` (`None`: nothing holds it back any more).
+    pub fn set_not_ready(&self, reason: Option<String>) {
+        *self.not_ready.lock() = reason;
+    }
+
+    pub fn not_ready_reason(&self) -> Option<String> {
+        self.not_ready.lock().clone()
     }
 
     /// Moves forward to `phase` (never back).

@@ -35,6 +35,8 @@ pub struct Metrics {
     tcp_open_connections: Family<Labels, Gauge>,
     tcp_read_bytes_total: Family<Labels, Counter>,
     tcp_write_bytes_total: Family<Labels, Counter>,
+    /// Only when the proxy has an identity: plaintext mode renders exactly what it always did.
+    mtls: Option<MtlsMetrics>,
 }
 
 impl Default for Metrics {
@@ -44,6 +46,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics of a proxy with an identity: the golden metrics plus identity and mTLS ones.
+    pub fn with_mtls() -> Self {
+        let mut metrics = Self::new();
+        metrics.mtls = Some(MtlsMetrics::register(&mut metrics.registry));
+        metrics
+    }
+
+    /// Identity and mTLS metrics; `None` in plaintext mode.
+    pub fn mtls(&self) -> Option<&MtlsMetrics> {
+        self.mtls.as_ref()
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let request_total = Family::default();
@@ -97,6 +111,7 @@ impl Metrics {
             tcp_open_connections,
             tcp_read_bytes_total,
             tcp_write_bytes_total,
+            mtls: None,
         }
     }
 
@@ -339,6 +354,93 @@ impl TcpMetrics {
         metrics.tcp_open_connections.remove(&self.labels);
         metrics.tcp_read_bytes_total.remove(&self.labels);
         metrics.tcp_write_bytes_total.remove(&self.labels);
+    }
+}
+
+// === identity and mTLS ===
+
+/// The proxy's certificate (Linkerd's names) and its TLS handshakes. Handshake series are looked up
+/// per connection, never per request.
+#[derive(Clone)]
+pub struct MtlsMetrics {
+    /// `identity_cert_expiration_timestamp_seconds`: `notAfter` of the current certificate.
+    pub cert_expiration: Gauge,
+    /// `identity_cert_refresh_count`: certificates obtained (the first one included). A gauge that
+    /// only grows: Linkerd's name has no `_total`, which OpenMetrics requires of counters.
+    pub cert_refresh_count: Gauge,
+    /// `identity_trust_anchors`: anchors in the trust bundle in use.
+    pub trust_anchors: Gauge,
+    refresh_failures: Family<Labels, Counter>,
+    handshakes: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
+}
+
+impl MtlsMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            cert_expiration: Gauge::default(),
+            cert_refresh_count: Gauge::default(),
+            trust_anchors: Gauge::default(),
+            refresh_failures: Family::default(),
+            handshakes: Family::default(),
+            refused: Family::default(),
+        };
+        registry.register(
+            "identity_cert_expiration_timestamp_seconds",
+            "Expiry of the proxy's current certificate, in seconds since the Unix epoch",
+            metrics.cert_expiration.clone(),
+        );
+        registry.register(
+            "identity_cert_refresh_count",
+            "Certificates the proxy obtained from the identity service, the first one included",
+            metrics.cert_refresh_count.clone(),
+        );
+        registry.register(
+            "identity_cert_refresh_failures",
+            "Failed certify attempts, by reason",
+            metrics.refresh_failures.clone(),
+        );
+        registry.register(
+            "identity_trust_anchors",
+            "Trust anchors in the trust bundle in use",
+            metrics.trust_anchors.clone(),
+        );
+        registry.register(
+            "tls_handshake",
+            "Completed mTLS handshakes, by direction, verified peer identity and TLS version",
+            metrics.handshakes.clone(),
+        );
+        registry.register(
+            "tls_refused",
+            "Connections refused for want of valid mTLS, by direction and reason",
+            metrics.refused.clone(),
+        );
+        metrics
+    }
+
+    pub fn refresh_failed(&self, reason: &str) {
+        self.refresh_failures
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    pub fn handshake(&self, direction: &str, peer_id: &str, tls_version: &str) {
+        self.handshakes
+            .get_or_create(&vec![
+                ("direction".to_string(), direction.to_string()),
+                ("peer_id".to_string(), peer_id.to_string()),
+                ("tls_version".to_string(), tls_version.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn refused(&self, direction: &str, reason: &str) {
+        self.refused
+            .get_or_create(&vec![
+                ("direction".to_string(), direction.to_string()),
+                ("reason".to_string(), reason.to_string()),
+            ])
+            .inc();
     }
 }
 

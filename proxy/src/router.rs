@@ -13,10 +13,11 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::config::{ProxyConfig, ServiceConfig, normalize_authority};
+use crate::config::{EndpointConfig, ProxyConfig, ServiceConfig, normalize_authority};
 use crate::endpoint::{ClientSettings, Endpoint, EndpointRegistry};
 use crate::load::{now_ms, p2c};
 use crate::metrics::{Labels, Metrics};
+use crate::tls::peer::PeerIdentity;
 
 pub struct Service {
     pub name: String,
@@ -69,8 +70,11 @@ pub struct Router {
     endpoints: Arc<EndpointRegistry>,
     /// Endpoints outside services stay for the process's life (their series too): there are as
     /// many as distinct original destinations and inbound ports, not one per connection.
-    standalone: parking_lot::Mutex<HashMap<(String, SocketAddr), Arc<Endpoint>>>,
+    standalone: parking_lot::Mutex<HashMap<StandaloneKey, Arc<Endpoint>>>,
 }
+
+/// Direction, address and extra labels of an endpoint outside services.
+type StandaloneKey = (String, SocketAddr, Vec<(String, String)>);
 
 impl Router {
     pub fn new(metrics: Arc<Metrics>, settings: Arc<ClientSettings>) -> Self {
@@ -133,7 +137,7 @@ impl Router {
             let endpoints: Vec<Arc<Endpoint>> = svc_config
                 .endpoints
                 .iter()
-                .map(|ep| self.endpoint(svc_config, ep.addr, ep.labels.clone(), now))
+                .map(|ep| self.endpoint(svc_config, ep, now))
                 .collect();
             service.endpoints.store(Arc::new(endpoints));
             // `validate` accepted the authorities, so `route_keys` cannot fail here.
@@ -169,11 +173,18 @@ impl Router {
     fn endpoint(
         &self,
         service: &ServiceConfig,
-        addr: SocketAddr,
-        labels: std::collections::BTreeMap<String, String>,
+        config: &EndpointConfig,
         now: u64,
     ) -> Arc<Endpoint> {
-        let key = (service.name.clone(), addr, labels.clone());
+        let addr = config.addr;
+        let labels = config.labels.clone();
+        // Identities matter only when the proxy speaks mTLS; in plaintext mode they are ignored
+        // (and do not split endpoints).
+        let identity = config
+            .identity
+            .clone()
+            .filter(|_| self.settings.tls.is_some());
+        let key = (service.name.clone(), addr, labels.clone(), identity.clone());
         self.endpoints.get_or_create(key, |release| {
             let mut metric_labels: Labels = vec![
                 ("direction".into(), "outbound".into()),
@@ -184,12 +195,18 @@ impl Router {
             for (key, value) in &labels {
                 metric_labels.push((format!("dst_{}", sanitize_label(key)), value.clone()));
             }
+            if let Some(identity) = &identity {
+                metric_labels.push(("tls".into(), "true".into()));
+                metric_labels.push(("server_id".into(), identity.clone()));
+            }
             let http = self.metrics.http(metric_labels.clone());
             metric_labels.push(("peer".into(), "dst".into()));
             let tcp = self.metrics.tcp(&metric_labels);
             Endpoint::new(
                 addr,
                 labels,
+                // `validate` refused identities that are not DNS names.
+                identity.as_deref().and_then(PeerIdentity::new),
                 self.settings.clone(),
                 http,
                 tcp,
@@ -203,8 +220,28 @@ impl Router {
     /// destination), shared by every connection going there. Called per connection, not per
     /// request.
     pub fn standalone_endpoint(&self, addr: SocketAddr, direction: &str) -> Arc<Endpoint> {
+        self.standalone_endpoint_with(addr, direction, &[])
+    }
+
+    /// [`Self::standalone_endpoint`] with extra metric labels, e.g. the inbound application as
+    /// reached by one client identity (`tls`, `client_id`). Each label set is its own endpoint,
+    /// with its own connections to the application.
+    pub fn standalone_endpoint_with(
+        &self,
+        addr: SocketAddr,
+        direction: &str,
+        extra_labels: &[(&str, &str)],
+    ) -> Arc<Endpoint> {
+        let key: StandaloneKey = (
+            direction.to_string(),
+            addr,
+            extra_labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         let mut standalone = self.standalone.lock();
-        if let Some(endpoint) = standalone.get(&(direction.to_string(), addr)) {
+        if let Some(endpoint) = standalone.get(&key) {
             return endpoint.clone();
         }
         let endpoint = {
@@ -213,12 +250,14 @@ impl Router {
                 ("authority".into(), String::new()),
                 ("target_addr".into(), addr.to_string()),
             ];
+            labels.extend(key.2.iter().cloned());
             let http = self.metrics.http(labels.clone());
             labels.push(("peer".into(), "dst".into()));
             let tcp = self.metrics.tcp(&labels);
             Arc::new(Endpoint::new(
                 addr,
                 Default::default(),
+                None,
                 self.settings.clone(),
                 http,
                 tcp,
@@ -226,7 +265,7 @@ impl Router {
                 None,
             ))
         };
-        standalone.insert((direction.to_string(), addr), endpoint.clone());
+        standalone.insert(key, endpoint.clone());
         endpoint
     }
 }

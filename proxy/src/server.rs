@@ -5,22 +5,27 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, warn};
 
-use crate::detect::{Protocol, detect};
+use crate::detect::{Protocol, detect, detect_after};
 use crate::endpoint::Endpoint;
 use crate::forward::{self, ConnCtx};
 use crate::h2_forward;
-use crate::io::MeteredIo;
+use crate::io::{MeteredIo, Rewind};
 use crate::lifecycle::{Lifecycle, Phase, reached};
 use crate::metrics::TcpMetrics;
 use crate::router::Router;
 use crate::tcp;
+use crate::tls::Alpn;
+use crate::tls::accept::{FirstBytes, ServerTls, read_first_bytes};
+use crate::tls::refusal::TlsRefusal;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -64,6 +69,18 @@ pub struct Listener {
     pub tcp: TcpMetrics,
     /// Inbound: where the application listens (else: 127.0.0.1:<original destination port>).
     pub inbound_app: Option<Arc<Endpoint>>,
+    /// Inbound, when the proxy has an identity: mTLS termination and the plaintext policy.
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// What the inbound mTLS screen decided about a connection.
+enum Screened {
+    /// Served over mTLS, or refused: nothing left to do.
+    Done,
+    /// Not mTLS, on a permissive port: served as plaintext, these bytes already read.
+    Plaintext(TcpStream, BytesMut),
+    /// Not a byte within the detection timeout, on a permissive port: forwarded as opaque.
+    Silent(TcpStream),
 }
 
 impl Listener {
@@ -73,13 +90,16 @@ impl Listener {
         lifecycle: Arc<Lifecycle>,
         settings: ServerSettings,
         inbound_app: Option<SocketAddr>,
+        tls: Option<Arc<ServerTls>>,
     ) -> Self {
         let labels = vec![
             ("direction".to_string(), direction.as_str().to_string()),
             ("peer".to_string(), "src".to_string()),
         ];
         let tcp = router.metrics().tcp(&labels);
-        let inbound_app = inbound_app.map(|addr| router.standalone_endpoint(addr, "inbound"));
+        let inbound_app = inbound_app.map(|addr| {
+            router.standalone_endpoint_with(addr, "inbound", plaintext_labels(tls.is_some()))
+        });
         Self {
             direction,
             router,
@@ -87,6 +107,7 @@ impl Listener {
             settings,
             tcp,
             inbound_app,
+            tls,
         }
     }
 
@@ -99,7 +120,7 @@ impl Listener {
                     Ok((stream, peer)) => {
                         let this = self.clone();
                         let span = debug_span!("conn", direction = self.direction.as_str(), %peer);
-                        self.lifecycle.connections.spawn(this.serve(stream).instrument(span));
+                        self.lifecycle.connections.spawn(this.serve(stream, peer).instrument(span));
                     }
                     Err(error) => {
                         // Usually out of file descriptors: back off instead of spinning.
@@ -112,10 +133,24 @@ impl Listener {
         }
     }
 
-    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
+    async fn serve(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
         crate::io::tune(&stream);
         let orig_dst = original_dst(&stream);
-        let (protocol, prefix) = match detect(&mut stream, self.settings.detect_timeout).await {
+        let detected = match self.tls.clone() {
+            None => detect(&mut stream, self.settings.detect_timeout).await,
+            Some(tls) => match self.screen(stream, peer, orig_dst, &tls).await {
+                Screened::Done => return,
+                Screened::Plaintext(plain, read) => {
+                    stream = plain;
+                    detect_after(&mut stream, read, self.settings.detect_timeout).await
+                }
+                Screened::Silent(silent) => {
+                    stream = silent;
+                    Ok(Some((Protocol::Opaque, BytesMut::new())))
+                }
+            },
+        };
+        let (protocol, prefix) = match detected {
             Ok(Some(found)) => found,
             Ok(None) => return,
             Err(error) => {
@@ -126,15 +161,18 @@ impl Listener {
         let io = MeteredIo::new(stream, prefix.freeze(), self.tcp.clone());
         let fixed_target = match self.direction {
             Direction::Outbound => None,
-            Direction::Inbound => match self.inbound_target(orig_dst) {
-                Some(target) => Some(target),
-                None => {
-                    debug!(
-                        "closing inbound connection: no --inbound-app and no original destination"
-                    );
-                    return;
+            Direction::Inbound => {
+                let labels = plaintext_labels(self.tls.is_some());
+                match self.inbound_target(orig_dst, labels) {
+                    Some(target) => Some(target),
+                    None => {
+                        debug!(
+                            "closing inbound connection: no --inbound-app and no original destination"
+                        );
+                        return;
+                    }
                 }
-            },
+            }
         };
         match protocol {
             Protocol::Http1 | Protocol::Http2 => {}
@@ -164,24 +202,169 @@ impl Listener {
         }
     }
 
-    fn inbound_target(&self, orig_dst: Option<SocketAddr>) -> Option<Arc<Endpoint>> {
+    /// Inbound with an identity: terminates mTLS, refuses what is not mTLS on a strict port, and
+    /// lets the rest through on a permissive port (TLS meant for someone else, e.g. the
+    /// application's own, passes through as bytes).
+    async fn screen(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        orig_dst: Option<SocketAddr>,
+        tls: &ServerTls,
+    ) -> Screened {
+        let port = self.inbound_port(orig_dst, &stream);
+        let permissive = tls.is_permissive(port);
+        let first = match read_first_bytes(&mut stream, self.settings.detect_timeout).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return Screened::Done,
+            Err(error) => {
+                debug!(%error, "connection failed before its first bytes");
+                return Screened::Done;
+            }
+        };
+        match first {
+            FirstBytes::Tls { bytes, sni } => {
+                if permissive && sni.as_deref() != Some(tls.own_identity()) {
+                    return Screened::Plaintext(stream, bytes);
+                }
+                // Strict ports terminate every TLS connection with this proxy's certificate: a mesh
+                // client that expected another identity then says so precisely.
+                let io = MeteredIo::new(stream, bytes.freeze(), self.tcp.clone());
+                self.serve_mtls(io, peer, orig_dst, tls).await;
+                Screened::Done
+            }
+            FirstBytes::Plain(bytes) if permissive => Screened::Plaintext(stream, bytes),
+            FirstBytes::Silent if permissive => Screened::Silent(stream),
+            FirstBytes::Plain(_) => {
+                tls.refuse(
+                    peer,
+                    TlsRefusal::Plaintext,
+                    &format!("plaintext on port {port}, which requires mTLS"),
+                );
+                Screened::Done
+            }
+            FirstBytes::Silent => {
+                tls.refuse(
+                    peer,
+                    TlsRefusal::Plaintext,
+                    &format!("no TLS ClientHello on port {port}, which requires mTLS"),
+                );
+                Screened::Done
+            }
+        }
+    }
+
+    /// Terminates mTLS and serves what the connection carries (told by ALPN, else detected) to the
+    /// application, under metric labels naming the client's identity.
+    async fn serve_mtls(
+        &self,
+        io: MeteredIo,
+        peer: SocketAddr,
+        orig_dst: Option<SocketAddr>,
+        tls: &ServerTls,
+    ) {
+        let Some((mut stream, client)) = tls.accept(io, peer).await else {
+            return;
+        };
+        let labels = [("tls", "true"), ("client_id", client.name.as_str())];
+        let Some(target) = self.inbound_target(orig_dst, &labels) else {
+            debug!("closing inbound connection: no --inbound-app and no original destination");
+            return;
+        };
+        let protocol = match client.alpn {
+            Some(Alpn::H2) => Protocol::Http2,
+            Some(Alpn::Http1) => Protocol::Http1,
+            Some(Alpn::Opaque) => Protocol::Opaque,
+            None => match detect(&mut stream, self.settings.detect_timeout).await {
+                Ok(Some((protocol, prefix))) => {
+                    let io = Rewind::new(prefix.freeze(), stream);
+                    return self.serve_protocol(io, protocol, orig_dst, target).await;
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    debug!(%error, "mTLS connection failed during protocol detection");
+                    return;
+                }
+            },
+        };
+        self.serve_protocol(stream, protocol, orig_dst, target)
+            .await
+    }
+
+    async fn serve_protocol<IO>(
+        &self,
+        io: IO,
+        protocol: Protocol,
+        orig_dst: Option<SocketAddr>,
+        target: Arc<Endpoint>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let phase = self.lifecycle.subscribe();
+        match protocol {
+            Protocol::Opaque => tcp::forward(io, &target).await,
+            Protocol::Http2 => {
+                let ctx = Arc::new(ConnCtx::new(self.router.clone(), orig_dst, Some(target)));
+                h2_forward::serve_connection(io, ctx, &self.settings, phase).await
+            }
+            Protocol::Http1 => {
+                let ctx = Arc::new(ConnCtx::new(self.router.clone(), orig_dst, Some(target)));
+                serve_http1(io, ctx, &self.settings, phase).await
+            }
+        }
+    }
+
+    /// Which port a connection is for, as the permissive setting names ports: the original
+    /// destination's (redirected traffic), else the application's, else the listener's.
+    fn inbound_port(&self, orig_dst: Option<SocketAddr>, stream: &TcpStream) -> u16 {
+        orig_dst
+            .map(|dst| dst.port())
+            .or_else(|| self.inbound_app.as_ref().map(|app| app.addr.port()))
+            .or_else(|| stream.local_addr().ok().map(|local| local.port()))
+            .unwrap_or(0)
+    }
+
+    fn inbound_target(
+        &self,
+        orig_dst: Option<SocketAddr>,
+        labels: &[(&str, &str)],
+    ) -> Option<Arc<Endpoint>> {
         if let Some(app) = &self.inbound_app {
-            return Some(app.clone());
+            if labels == plaintext_labels(self.tls.is_some()) {
+                return Some(app.clone());
+            }
+            return Some(
+                self.router
+                    .standalone_endpoint_with(app.addr, "inbound", labels),
+            );
         }
         let port = orig_dst?.port();
-        Some(
-            self.router
-                .standalone_endpoint(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "inbound"),
-        )
+        Some(self.router.standalone_endpoint_with(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            "inbound",
+            labels,
+        ))
     }
 }
 
-async fn serve_http1(
-    io: MeteredIo,
+/// Extra labels of inbound series for plaintext traffic: none in plaintext mode (as always), and
+/// Linkerd's `tls="no_identity"` when the proxy has an identity (a permissive port).
+fn plaintext_labels(has_identity: bool) -> &'static [(&'static str, &'static str)] {
+    if has_identity {
+        &[("tls", "no_identity")]
+    } else {
+        &[]
+    }
+}
+
+async fn serve_http1<IO>(
+    io: IO,
     ctx: Arc<ConnCtx>,
     settings: &ServerSettings,
     mut phase: watch::Receiver<Phase>,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| forward::serve(ctx.clone(), req));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

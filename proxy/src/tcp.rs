@@ -3,10 +3,14 @@
 use tracing::debug;
 
 use crate::endpoint::Endpoint;
-use crate::io::MeteredIo;
 use crate::load::now_ms;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-pub async fn forward(mut client: MeteredIo, endpoint: &Endpoint) {
+/// Copies bytes both ways between a client connection (plain or mTLS) and the endpoint.
+pub async fn forward<C>(mut client: C, endpoint: &Endpoint)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     match endpoint.connect_opaque().await {
         Ok(mut server) => {
             if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
@@ -14,7 +18,7 @@ pub async fn forward(mut client: MeteredIo, endpoint: &Endpoint) {
             }
         }
         Err(error) => {
-            endpoint.record_failure(now_ms(tokio::time::Instant::now()), &error);
+            endpoint.record_connect_failure(now_ms(tokio::time::Instant::now()), &error);
         }
     }
 }
