@@ -97,7 +97,7 @@ grpc_check() {
 
 # === the run ===
 
-# Runs flagged busy that may be measured again (after waiting for quiet), for the whole run.
+# Runs flagged busy that may be measured again once the machine is quiet, for the whole run.
 RETRIES_LEFT=${BENCH_BUSY_RETRIES:-6}
 
 # One row, one repeat: a fresh peer (so its peak RSS is this run's), gRPC checked once per peer.
@@ -123,8 +123,11 @@ measure_row() {
         fi
         peer_stop
         [[ $(tail -n 1 "$RAW" | cut -f11) == *busy* ]] && ((RETRIES_LEFT > 0)) || return 0
+        # Measuring again only helps once the neighbour is gone.
+        QUIET_GAVE_UP=""
+        wait_quiet 20 || return 0
         RETRIES_LEFT=$((RETRIES_LEFT - 1))
-        log "measuring $name again: a neighbour was busy ($RETRIES_LEFT retries left)"
+        log "measuring $name again: a neighbour was busy during the run ($RETRIES_LEFT retries left)"
     done
 }
 
