@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn keeps_transition_time_when_status_holds() {
         let mut conditions = vec![cond(ConditionStatus::True, "Issued", "t1")];
-        set_condition(&mut conditions, cond(ConditionStatus::True, "Renewed", "t2"));
+        set_condition(
+            &mut conditions,
+            cond(ConditionStatus::True, "Renewed", "t2"),
+        );
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].reason, "Renewed");
         assert_eq!(conditions[0].last_transition_time, "t1");
@@ -103,7 +106,10 @@ mod tests {
     #[test]
     fn moves_transition_time_when_status_changes() {
         let mut conditions = vec![cond(ConditionStatus::True, "Issued", "t1")];
-        set_condition(&mut conditions, cond(ConditionStatus::False, "AnchorExpired", "t2"));
+        set_condition(
+            &mut conditions,
+            cond(ConditionStatus::False, "AnchorExpired", "t2"),
+        );
         assert_eq!(conditions[0].last_transition_time, "t2");
         assert_eq!(conditions[0].status, ConditionStatus::False);
     }

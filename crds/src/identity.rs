@@ -10,8 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A Go-style duration as Kubernetes users write them: `48h`, `90m`, `1h30m`, `1.5h`, `500ms`.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+pub use crate::DURATION_PATTERN;
 
 /// A DNS name (RFC 1123 subdomain): the trust domain must fit into a certificate's DNS SAN.
 pub const DNS_NAME_PATTERN: &str =

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod condition;
+pub mod duration;
 pub mod identity;
 pub mod mesh_policy;
 pub mod traffic_split;
@@ -17,6 +18,10 @@ pub use traffic_split::TrafficSplit;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+
+/// A Go-style duration as users write them in every weft resource: `48h`, `90m`, `1h30m`, `1.5h`, `500ms`.
+/// [`duration::parse`] reads exactly this grammar.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
 /// The API group of every weft resource.
 pub const GROUP: &str = "weft.dev";

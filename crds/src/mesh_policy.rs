@@ -14,8 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A Go-style duration: one or more `<number><unit>` with unit `ms`, `s`, `m` or `h`, e.g. `250ms`, `10s`, `1m30s`.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+pub use crate::DURATION_PATTERN;
 
 /// A Kubernetes object name that is a DNS-1035 label (Services and most names in a namespace).
 pub const DNS_LABEL_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";

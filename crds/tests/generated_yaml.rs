@@ -17,8 +17,12 @@ fn committed_yaml_matches_the_types() {
 #[test]
 fn generated_kustomization_lists_every_crd() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("generated");
-    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization.yaml");
+    let kustomization =
+        std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization.yaml");
     for (file, _) in weft_crds::all() {
-        assert!(kustomization.contains(file), "crds/generated/kustomization.yaml does not list {file}");
+        assert!(
+            kustomization.contains(file),
+            "crds/generated/kustomization.yaml does not list {file}"
+        );
     }
 }

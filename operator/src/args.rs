@@ -34,21 +34,7 @@ pub struct Args {
     pub identity: crate::identity_service::args::ServiceArgs,
 }
 
-/// Parses `90s`, `15m`, `2h`, `500ms` (a Go-style duration with one unit).
+/// Parses a flag's duration with the grammar of the CRDs (`90s`, `15m`, `1h30m`, `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?}: missing unit (ms, s, m, h)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a whole number before the unit"))?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(value)),
-        "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs(seconds))
+    weft_crds::duration::parse(text).map_err(|e| e.to_string())
 }

@@ -1,7 +1,6 @@
 //! The Identity controller: trust anchors, the trust bundle, and the issuer certificate with its rotation.
 //!
 //! - [`settings`]: the spec, checked (what the schema cannot say) and resolved;
-//! - [`duration`]: Go-style durations;
 //! - [`pki`]: certificates and keys: parse, check, generate (x509-parser, rcgen);
 //! - [`renewal`]: when to renew, and whether the issuer in the Secret can stay;
 //! - [`anchors`]: the signing and trusted anchors, read and checked; the generated anchor;
@@ -13,7 +12,6 @@
 
 pub mod anchors;
 pub mod bundle;
-pub mod duration;
 pub mod events;
 pub mod external;
 pub mod managed;

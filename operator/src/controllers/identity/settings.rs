@@ -2,8 +2,8 @@
 //! [`Duration`]s, object references with their namespaces filled in, and the hash of the fields an issuer
 //! certificate is made from. What the schema cannot express (no CEL on old API servers) is checked here.
 
-use super::duration;
 use std::time::Duration;
+use weft_crds::duration;
 use weft_crds::identity::{IdentitySpec, KeyAlgorithm};
 
 /// The shortest issuer lifetime accepted (cert-manager's minimum is 1h; tests need seconds).

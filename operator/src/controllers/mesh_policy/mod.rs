@@ -10,9 +10,7 @@
 //! - [`selector`]: label selectors (syntax, matching, rendering);
 //! - [`matching`]: which pods and workloads a target picks;
 //! - [`evaluate`]: the whole verdict, conflicts included;
-//! - [`duration`]: Go-style durations.
 
-pub mod duration;
 pub mod evaluate;
 pub mod matching;
 pub mod selector;

@@ -2,8 +2,9 @@
 //! plane will use (parsed durations, status ranges, defaults filled in). No I/O: the spec in, a
 //! [`CompiledPolicy`] or every problem found out.
 
-use super::{duration, selector};
+use super::selector;
 use std::time::Duration;
+use weft_crds::duration;
 use weft_crds::mesh_policy::{
     Authorization, BalancingAlgorithm, GrpcCode, MeshPolicySpec, MtlsMode, RetryPolicy, TargetKind,
     WorkloadSelector,

@@ -1,5 +1,6 @@
-//! The Go-style durations of a MeshPolicy (`250ms`, `10s`, `1m30s`, `1.5h`): the grammar the CRD's
-//! pattern admits, read with checked arithmetic so that no input can overflow or panic.
+//! Go-style durations as users write them in every weft resource (`250ms`, `10s`, `1m30s`, `1.5h`, `48h`):
+//! the grammar of [`crate::DURATION_PATTERN`], read with checked arithmetic so that no input can overflow
+//! or panic. The operator reads spec fields and its own flags with it.
 
 use std::time::Duration;
 
@@ -72,6 +73,25 @@ fn digits_value(digits: &str) -> Option<u128> {
     })
 }
 
+/// Formats a duration the way a spec writes it (`48h`, `1h30m`, `15s`, `250ms`), for messages.
+pub fn format(duration: Duration) -> String {
+    let total_ms = duration.as_millis();
+    if total_ms == 0 {
+        return "0s".to_string();
+    }
+    let hours = total_ms / 3_600_000;
+    let minutes = (total_ms / 60_000) % 60;
+    let seconds = (total_ms / 1000) % 60;
+    let millis = total_ms % 1000;
+    let mut out = String::new();
+    for (value, unit) in [(hours, "h"), (minutes, "m"), (seconds, "s"), (millis, "ms")] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +118,52 @@ mod tests {
                 "{text:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn formats_for_humans() {
+        assert_eq!(format(Duration::from_secs(48 * 3600)), "48h");
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format(Duration::from_millis(15_250)), "15s250ms");
+        assert_eq!(format(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn parses_what_the_schema_pattern_admits_and_nothing_else() {
+        let pattern = regex_lite_match;
+        for text in ["48h", "1h30m", "1.5h", "500ms", "0.25s", "8760h", "2m3s"] {
+            assert!(pattern(text) && parse(text).is_ok(), "{text:?}");
+        }
+        for text in ["", "10", "h", "10d", "1.h", ".5h", "-1h", "1 h"] {
+            assert!(!pattern(text) && parse(text).is_err(), "{text:?}");
+        }
+    }
+
+    /// The schema's pattern, `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`, by hand (no regex dependency).
+    fn regex_lite_match(text: &str) -> bool {
+        let mut rest = text;
+        if rest.is_empty() {
+            return false;
+        }
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return false;
+            }
+            rest = &rest[digits..];
+            if let Some(after_dot) = rest.strip_prefix('.') {
+                let fraction = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+                if fraction == 0 {
+                    return false;
+                }
+                rest = &after_dot[fraction..];
+            }
+            rest = match ["ms", "s", "m", "h"].iter().find(|u| rest.starts_with(**u)) {
+                Some(unit) => &rest[unit.len()..],
+                None => return false,
+            };
+        }
+        true
     }
 
     #[test]
