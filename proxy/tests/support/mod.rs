@@ -2,6 +2,10 @@
 //! HTTP clients, and h2load.
 #![allow(dead_code)]
 
+pub mod identity_service;
+pub mod pki;
+pub mod tls;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -441,5 +445,151 @@ pub fn h2load(target: SocketAddr, authority: &str, args: &[&str]) -> H2LoadResul
         failed: field("failed"),
         errored: field("errored"),
         output: text,
+    }
+}
+
+// === identity and mTLS ===
+
+pub const TRUST_DOMAIN: &str = "cluster.local";
+
+/// The identity name of ServiceAccount `sa` in namespace `shop`.
+pub fn identity(sa: &str) -> String {
+    format!("{sa}.shop.serviceaccount.identity.{TRUST_DOMAIN}")
+}
+
+/// The files a meshed pod has: its projected ServiceAccount token and the mounted trust bundle.
+pub struct IdentityFiles {
+    pub dir: PathBuf,
+    pub token: PathBuf,
+    pub bundle: PathBuf,
+}
+
+impl IdentityFiles {
+    pub fn new(token: &str, anchors: &[&pki::TestCa]) -> Self {
+        let dir = temp_dir("identity");
+        let files = Self {
+            token: dir.join("token"),
+            bundle: dir.join("ca-bundle.crt"),
+            dir,
+        };
+        files.write_token(token);
+        files.write_bundle(anchors);
+        files
+    }
+
+    /// Replaces the bundle at once (write, then rename), as the kubelet updates a mounted ConfigMap.
+    pub fn write_bundle(&self, anchors: &[&pki::TestCa]) {
+        let pem: String = anchors.iter().map(|a| a.pem()).collect();
+        self.write_bundle_text(&pem);
+    }
+
+    pub fn write_bundle_text(&self, text: &str) {
+        let tmp = self.dir.join("ca-bundle.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.bundle).unwrap();
+    }
+
+    pub fn write_token(&self, token: &str) {
+        let tmp = self.dir.join("token.tmp");
+        std::fs::write(&tmp, token).unwrap();
+        std::fs::rename(&tmp, &self.token).unwrap();
+    }
+
+    /// The proxy flags of identity `name` certified by the service at `service`.
+    pub fn args(&self, name: &str, service: SocketAddr) -> Vec<String> {
+        vec![
+            "--identity-name".into(),
+            name.into(),
+            "--identity-addr".into(),
+            service.to_string(),
+            "--identity-token-file".into(),
+            self.token.display().to_string(),
+            "--trust-bundle-file".into(),
+            self.bundle.display().to_string(),
+        ]
+    }
+}
+
+/// A service whose endpoints must prove identities.
+pub fn meshed_service_json(
+    name: &str,
+    authority: &str,
+    endpoints: &[(SocketAddr, &str)],
+) -> String {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|(addr, identity)| format!(r#"{{"addr":"{addr}","identity":"{identity}"}}"#))
+        .collect();
+    format!(
+        r#"{{"name":"{name}","authorities":["{authority}"],"endpoints":[{}]}}"#,
+        eps.join(",")
+    )
+}
+
+/// The sum of the samples of `name` whose labels include all of `labels`.
+pub fn sample_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (label_text, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+impl ProxyProcess {
+    /// Starts a proxy with extra arguments given as owned strings.
+    pub async fn start_with(config: &str, args: &[String]) -> ProxyProcess {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start(config, &args).await
+    }
+
+    /// Waits until `/ready` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self.admin_get("/ready").await;
+            if status == StatusCode::OK {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy not ready after {timeout:?}: {body}; logs: {:?}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the sum of `name{labels}` reaches `at_least`; returns it.
+    pub async fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        at_least: f64,
+        timeout: Duration,
+    ) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.metrics().await;
+            let value = sample_sum(&text, name, labels);
+            if value >= at_least {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{labels:?} stayed at {value} < {at_least} for {timeout:?}:\n{text}\nlogs: {:?}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
