@@ -98,7 +98,8 @@ machine_ticks() {
 # neighbours did meanwhile. (Comparing /proc/stat with our own processes' times does not work:
 # the kernel's loopback work is not charged to any process and looks like 30-50 % of a core.)
 others_snapshot() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v self=$$ '
+    # cat fails when a process exits between the glob and the read: that is expected here.
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v self=$$ '
         {
             pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
             ppid[pid] = f[2]; ticks[pid] = f[12] + f[13] + f[14] + f[15]
