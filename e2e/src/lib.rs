@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod identity;
 pub mod identity_client;
+pub mod mesh;
 pub mod paths;
 pub mod pki;
 pub mod process;
