@@ -289,15 +289,16 @@ log_percentiles() {
             printf "%.3f %.3f %d\n", v[i50] / 1000, v[i99] / 1000, NR }'
 }
 
-# Median of the numbers given, ignoring "-" (not measured); "-" when none is a number.
+# Median of the numbers given, ignoring "-" (not measured); "-" when none is a number. The mean of
+# the two middle values for an even count, rounded to an integer when the inputs are integers.
 median() {
     printf '%s\n' "$@" | awk '
-        $0 != "-" && $0 != "" { v[++n] = $0 + 0 }
+        $0 != "-" && $0 != "" { v[++n] = $0 + 0; if ($0 !~ /^[0-9]+$/) frac = 1 }
         END {
             if (n == 0) { print "-"; exit }
             for (i = 2; i <= n; i++) { x = v[i]; j = i - 1; while (j > 0 && v[j] > x) { v[j + 1] = v[j]; j-- } v[j + 1] = x }
             m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-            if (m == int(m)) printf "%d\n", m; else printf "%.3f\n", m }'
+            if (!frac) printf "%d\n", m + 0.5; else if (m == int(m)) printf "%d\n", m; else printf "%.3f\n", m }'
 }
 
 # === one measured run ===

@@ -55,10 +55,13 @@ pair_start() {
     case $mode in
         plaintext) ;;
         mtls)
-            # TODO(issue 4): start both proxies with identities from a test issuer (trust bundle,
-            # per-endpoint expected identity in the client's config, strict inbound) once
-            # weft-proxy has mTLS; until then the row is reported as n/a.
-            PAIR_WHY="TODO(issue 4): mTLS between proxies is not built yet"
+            # TODO(issue 4): weft-proxy has mTLS since b61d111, but it gets its certificate from
+            # the operator's identity service (--identity-name/-addr/-token-file,
+            # --trust-bundle-file), which needs an API server for the TokenReview. Fill in: start
+            # the e2e harness's apiserver + operator (or a test identity service), a token per
+            # proxy, then both proxies with those flags, the client's endpoint carrying the
+            # server's identity, strict inbound. Until then the row is reported as n/a.
+            PAIR_WHY="TODO(issue 4): pair with identities not wired into the bench yet"
             return 1
             ;;
     esac
