@@ -30,6 +30,8 @@ pub struct ConnCtx {
     pub orig_dst: Option<SocketAddr>,
     /// Every request goes here (inbound: the local application).
     pub fixed_target: Option<Arc<Endpoint>>,
+    /// Inbound over mTLS: the identity the client's certificate proved (for authorization).
+    pub client_identity: Option<Arc<str>>,
     passthrough: OnceLock<Arc<Endpoint>>,
 }
 
@@ -43,8 +45,14 @@ impl ConnCtx {
             router,
             orig_dst,
             fixed_target,
+            client_identity: None,
             passthrough: OnceLock::new(),
         }
+    }
+
+    pub fn with_client_identity(mut self, identity: &str) -> Self {
+        self.client_identity = Some(identity.into());
+        self
     }
 }
 

@@ -278,7 +278,9 @@ impl Listener {
             None => match detect(&mut stream, self.settings.detect_timeout).await {
                 Ok(Some((protocol, prefix))) => {
                     let io = Rewind::new(prefix.freeze(), stream);
-                    return self.serve_protocol(io, protocol, orig_dst, target).await;
+                    return self
+                        .serve_protocol(io, protocol, orig_dst, target, &client.name)
+                        .await;
                 }
                 Ok(None) => return,
                 Err(error) => {
@@ -287,7 +289,7 @@ impl Listener {
                 }
             },
         };
-        self.serve_protocol(stream, protocol, orig_dst, target)
+        self.serve_protocol(stream, protocol, orig_dst, target, &client.name)
             .await
     }
 
@@ -297,20 +299,21 @@ impl Listener {
         protocol: Protocol,
         orig_dst: Option<SocketAddr>,
         target: Arc<Endpoint>,
+        client: &str,
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let phase = self.lifecycle.subscribe();
+        let ctx = || {
+            Arc::new(
+                ConnCtx::new(self.router.clone(), orig_dst, Some(target.clone()))
+                    .with_client_identity(client),
+            )
+        };
         match protocol {
             Protocol::Opaque => tcp::forward(io, &target).await,
-            Protocol::Http2 => {
-                let ctx = Arc::new(ConnCtx::new(self.router.clone(), orig_dst, Some(target)));
-                h2_forward::serve_connection(io, ctx, &self.settings, phase).await
-            }
-            Protocol::Http1 => {
-                let ctx = Arc::new(ConnCtx::new(self.router.clone(), orig_dst, Some(target)));
-                serve_http1(io, ctx, &self.settings, phase).await
-            }
+            Protocol::Http2 => h2_forward::serve_connection(io, ctx(), &self.settings, phase).await,
+            Protocol::Http1 => serve_http1(io, ctx(), &self.settings, phase).await,
         }
     }
 

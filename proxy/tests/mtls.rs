@@ -672,3 +672,39 @@ async fn leaf_issuer_and_anchor_rotations_under_load_fail_nothing_and_keep_conne
         )
         .await;
 }
+
+#[tokio::test]
+async fn alpn_tells_the_inbound_side_what_an_mtls_connection_carries() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mesh = Mesh::start().await;
+    let app = Backend::start("app").await;
+    let server = mesh.server_proxy("server", app.addr, &[]).await;
+    server.wait_ready(READY).await;
+    let leaf = mesh.issuer.leaf(&identity("client"), LEAF_LIFETIME);
+    let request = b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n";
+    // `http/1.1`: served as HTTP/1.1; `weft.dev/opaque`: forwarded as bytes (the application
+    // answers them); no ALPN: the protocol is detected inside the TLS session.
+    for alpn in [&b"http/1.1"[..], b"weft.dev/opaque", b""] {
+        let protocols: Vec<&[u8]> = if alpn.is_empty() { vec![] } else { vec![alpn] };
+        let (mut stream, seen) = connect(
+            server.inbound.unwrap(),
+            client_config(Some(&leaf), &[&mesh.anchor], &protocols),
+            &identity("server"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            seen.alpn.as_deref().map(str::as_bytes),
+            (!alpn.is_empty()).then_some(alpn)
+        );
+        stream.write_all(request).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok();
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.ends_with("app"),
+            "ALPN {:?}: {response}",
+            String::from_utf8_lossy(alpn)
+        );
+    }
+    assert_eq!(app.count(), 3);
+}
