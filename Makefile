@@ -42,8 +42,11 @@ fmt:
 run: build
 	bash e2e/demo.sh
 
+# Proxy vs direct vs HAProxy vs nginx (target/bench/proxy.tsv), then the proxy pair plaintext vs mTLS
+# (target/bench/mtls.tsv). Not tests: figures, on an otherwise quiet machine.
 bench:
 	bash bench/run.sh
+	bash bench/mtls.sh
 
 clean:
 	$(CARGO) clean

@@ -29,6 +29,7 @@ CLIENT_ADMIN=8121
 SERVER_INBOUND=8122
 SERVER_OUTBOUND=8123 # unused by the load, but every proxy has an outbound side
 SERVER_ADMIN=8124
+IDENTITY_PORT=8125
 
 row_url() {
     case $1 in
@@ -47,33 +48,46 @@ start_weft() {
 }
 
 PAIR_WHY=""
+PEER_PROCS_EXTRA=()
 # Start the client-side and server-side proxies and wait until a request crosses both.
 pair_start() {
     local mode=$1
     PEER_PROCS=() PAIR_WHY=""
     [[ -n $WEFT_BIN ]] || { PAIR_WHY=$WEFT_WHY; return 1; }
+    local client_id=() server_id=() endpoint_identity=""
     case $mode in
         plaintext) ;;
         mtls)
-            # TODO(issue 4): weft-proxy has mTLS since b61d111, but it gets its certificate from
-            # the operator's identity service (--identity-name/-addr/-token-file,
-            # --trust-bundle-file), which needs an API server for the TokenReview. Fill in: start
-            # the e2e harness's apiserver + operator (or a test identity service), a token per
-            # proxy, then both proxies with those flags, the client's endpoint carrying the
-            # server's identity, strict inbound. Until then the row is reported as n/a.
-            PAIR_WHY="TODO(issue 4): pair with identities not wired into the bench yet"
-            return 1
+            # A stand-alone identity service (proxy/examples/dev_identity.rs, weft's identity
+            # protocol, a throw-away anchor, any token accepted) certifies both proxies; their keys
+            # stay in memory. Pinned with the load, off the proxies' core.
+            DEV_IDENTITY_BIN=$TARGET_DIR/release/examples/dev_identity
+            taskset -c "$CLIENT_CPU" "$DEV_IDENTITY_BIN" --addr "127.0.0.1:$IDENTITY_PORT" \
+                --bundle-out "$RUN_DIR/ca-bundle.crt" >"$RUN_DIR/dev-identity.log" 2>&1 &
+            PIDS+=("$!")
+            PEER_PROCS_EXTRA=("$!")
+            local deadline=$((SECONDS + 10))
+            until grep -q 'identity service listening' "$RUN_DIR/dev-identity.log" 2>/dev/null; do
+                ((SECONDS < deadline)) || { PAIR_WHY="dev identity service did not start"; return 1; }
+                sleep 0.05
+            done
+            echo dev-token >"$RUN_DIR/token"
+            local common=(--identity-addr "127.0.0.1:$IDENTITY_PORT" --identity-token-file "$RUN_DIR/token"
+                --trust-bundle-file "$RUN_DIR/ca-bundle.crt")
+            client_id=(--identity-name client.bench.serviceaccount.identity.cluster.local "${common[@]}")
+            server_id=(--identity-name server.bench.serviceaccount.identity.cluster.local "${common[@]}")
+            endpoint_identity=',"identity":"server.bench.serviceaccount.identity.cluster.local"'
             ;;
     esac
-    cat >"$RUN_DIR/pair-client.json" <<EOF
-{"services":[{"name":"bench","authorities":["127.0.0.1:$CLIENT_OUTBOUND"],"endpoints":[{"addr":"127.0.0.1:$SERVER_INBOUND"}]}]}
-EOF
+    cat >"$RUN_DIR/pair-client.json" <<EOF2
+{"services":[{"name":"bench","authorities":["127.0.0.1:$CLIENT_OUTBOUND"],"endpoints":[{"addr":"127.0.0.1:$SERVER_INBOUND"$endpoint_identity}]}]}
+EOF2
     echo '{"services":[]}' >"$RUN_DIR/pair-server.json"
     start_weft pair-server --config "$RUN_DIR/pair-server.json" --outbound "127.0.0.1:$SERVER_OUTBOUND" \
         --admin "127.0.0.1:$SERVER_ADMIN" --inbound "127.0.0.1:$SERVER_INBOUND" \
-        --inbound-app "127.0.0.1:${BACKEND_PORTS[0]}" --workers 1 --shutdown-grace 0s
+        --inbound-app "127.0.0.1:${BACKEND_PORTS[0]}" --workers 1 --shutdown-grace 0s "${server_id[@]}"
     start_weft pair-client --config "$RUN_DIR/pair-client.json" --outbound "127.0.0.1:$CLIENT_OUTBOUND" \
-        --admin "127.0.0.1:$CLIENT_ADMIN" --inbound off --workers 1 --shutdown-grace 0s
+        --admin "127.0.0.1:$CLIENT_ADMIN" --inbound off --workers 1 --shutdown-grace 0s "${client_id[@]}"
     if ! wait_h2_ok "$(row_url plaintext-pair)" 10; then
         PAIR_WHY="no request crossed the pair within 10 s: client: $(tail -c 200 "$RUN_DIR/pair-client.log" |
             tr '\n\t' '  ') server: $(tail -c 200 "$RUN_DIR/pair-server.log" | tr '\n\t' '  ')"
@@ -84,8 +98,8 @@ EOF
 
 pair_stop() {
     local pid
-    for pid in "${PEER_PROCS[@]}"; do stop_pid "$pid"; done
-    PEER_PROCS=()
+    for pid in "${PEER_PROCS[@]}" "${PEER_PROCS_EXTRA[@]}"; do stop_pid "$pid"; done
+    PEER_PROCS=() PEER_PROCS_EXTRA=()
 }
 
 main() {
@@ -100,8 +114,9 @@ main() {
     : >"$RAW"
     ensure_tools none # h2load, curl, taskset; no peer proxies
     build_binaries weft
+    (cd "$REPO" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -j2 -p weft-proxy --example dev_identity) || die "dev_identity does not build"
     require_ports_free "${BACKEND_PORTS[@]}" "$CLIENT_OUTBOUND" "$CLIENT_ADMIN" "$SERVER_INBOUND" \
-        "$SERVER_OUTBOUND" "$SERVER_ADMIN"
+        "$SERVER_OUTBOUND" "$SERVER_ADMIN" "$IDENTITY_PORT"
     GRPC_FRAME=$RUN_DIR/grpc-request.bin
     write_grpc_frame "$GRPC_FRAME"
 
