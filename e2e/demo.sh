@@ -43,6 +43,13 @@ if ! kubectl wait --for=condition=Ready --timeout=90s "identity/$name" >/dev/nul
 fi
 kubectl get identities -o wide
 kubectl get secrets,configmaps -n weft-system
+
+# The policy and split samples, in a namespace whose Services do not exist yet: their status says so.
+kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n demo -f config/samples/meshpolicy.yaml -f config/samples/trafficsplit.yaml >/dev/null
+kubectl wait -n demo --for=condition=Accepted=False --timeout=30s meshpolicy/web >/dev/null 2>&1 || true
+kubectl wait -n demo --for=condition=ResolvedRefs=False --timeout=30s trafficsplit/web-canary >/dev/null 2>&1 || true
+kubectl get meshpolicies,trafficsplits -n demo -o wide
 if [ -t 1 ] && [ -z "${WEFT_DEMO_ONCE:-}" ]; then
   log "watching (the issuer rotates at its renewal time); Ctrl-C stops the operator and the apiserver"
   kubectl get identities -o wide --watch
