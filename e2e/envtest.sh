@@ -9,7 +9,7 @@
 #   envtest.sh [up]   install + build (first time only), start etcd + kube-apiserver,
 #                     print "KUBECONFIG=<path>" as the LAST line on stdout
 #   envtest.sh build  only install packages and build bin/kube-apiserver (+ kube-controller-manager
-#                     if KAPI_CONTROLLERS is set); afterwards $KAPI_HOME/src (1.8 GB) may be deleted
+#                     if KAPI_CONTROLLERS is set); then deletes $KAPI_HOME/src (1.8 GB) unless KAPI_KEEP_SRC=1
 #   envtest.sh down   stop the processes started by "up" for this KAPI_RUN (by PID files)
 #
 # Environment (all optional):
@@ -111,6 +111,12 @@ build_cmd() {  # build_cmd kube-apiserver|kube-controller-manager
 build_all() {
   build_cmd kube-apiserver
   [ -z "${KAPI_CONTROLLERS:-}" ] || build_cmd kube-controller-manager
+  # The binaries are cached in bin/ and the source tarball in dl/; the unpacked tree and Go's build
+  # cache (about 2 GB) only cost disk that the Rust build needs next (KAPI_KEEP_SRC=1 keeps them).
+  if [ -z "${KAPI_KEEP_SRC:-}" ] && [ -d "$KAPI_HOME/src" ]; then
+    rm -rf "$KAPI_HOME/src" "$KAPI_HOME/home/.cache"
+    log "removed the kubernetes source tree and Go build cache (binaries kept in $BIN)"
+  fi
 }
 
 free_port() {  # a TCP port on 127.0.0.1 that nothing listens on
