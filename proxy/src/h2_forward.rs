@@ -7,7 +7,8 @@
 //! response headers arrive (client or bidirectional streaming) gets its own spawned pipe.
 //! The measured effect is in README.md.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -15,8 +16,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use h2::{Reason, RecvStream};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
@@ -24,6 +25,7 @@ use tracing::debug;
 use crate::body::{Completion, grpc_status};
 use crate::endpoint::Endpoint;
 use crate::forward::{ConnCtx, PROXY_ERROR, Pending, Target, is_grpc, resolve};
+use crate::h2_pipe::{BodyPipe, PipeError};
 use crate::lifecycle::{Phase, reached};
 use crate::metrics::Outcome;
 use crate::server::ServerSettings;
@@ -88,257 +90,201 @@ pub async fn serve_connection<IO>(
 
 /// Forwards one stream: pick an endpoint (retrying elsewhere while nothing was sent), open the
 /// upstream stream, and pipe bodies both ways.
-async fn forward_stream(
+///
+/// What needs the whole request (routing, the gRPC check) happens here, before the future exists,
+/// and the future uses what it captured without rebinding it: the future is allocated and copied
+/// once per stream, and every binding held across an await is a field of it (an `async fn` would
+/// keep the request twice, as its argument and as a local).
+fn forward_stream(
     ctx: Arc<ConnCtx>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-) {
+) -> impl Future<Output = ()> {
     let grpc = is_grpc(req.headers());
-    let Some(target) = resolve(&ctx, &req) else {
+    let target = resolve(&ctx, &req);
+    let (parts, body) = req.into_parts();
+    let end_of_stream = body.is_end_stream();
+    let mut upstream_req = Some(Request::from_parts(parts, ()));
+    // Taken by the attempt that opens the upstream stream; it then streams through a pipe.
+    let mut request_body = Some(body);
+    async move {
+        let Some(target) = target.as_ref() else {
+            local_error(
+                &mut respond,
+                grpc,
+                StatusCode::NOT_FOUND,
+                "no route to the request's authority",
+            );
+            return;
+        };
+        for _attempt in 0..MAX_ATTEMPTS {
+            // One clock read serves the pick, the round-trip time and the estimate's stamp.
+            let start = Instant::now();
+            let endpoint = match target {
+                Target::Endpoint(ep) => ep.clone(),
+                Target::Service(svc) => match svc.pick(ctx.router.settings(), start) {
+                    Some(ep) => ep,
+                    None => {
+                        local_error(
+                            &mut respond,
+                            grpc,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "service has no endpoints",
+                        );
+                        return;
+                    }
+                },
+            };
+            // Scoped so that what only the exchange needs is not part of the future while the
+            // response body streams.
+            let (mut response_pipe, mut completion) = {
+                endpoint.load.start();
+                let pending = Pending::new(&endpoint);
+                let mut sender = match endpoint.http2().await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        debug!(endpoint = %endpoint.addr, %error, "request not sent; retrying on another endpoint");
+                        continue;
+                    }
+                };
+                // Only the attempt that reached an endpoint takes the request (so this always
+                // has it).
+                let Some(req) = upstream_req.take() else {
+                    return;
+                };
+                // `send_request` only fails when the connection broke right after `ready`; the
+                // request is consumed by then, so it is answered rather than retried.
+                let (mut response, request_tx) = match sender.send_request(req, end_of_stream) {
+                    Ok(sent) => sent,
+                    Err(error) => {
+                        debug!(endpoint = %endpoint.addr, %error, "request failed");
+                        drop(pending);
+                        return fail_sent(&endpoint, &mut respond, grpc);
+                    }
+                };
+                drop(sender);
+                // The request body streams concurrently with waiting for the response.
+                let mut request_pipe = request_body
+                    .take()
+                    .filter(|_| !end_of_stream)
+                    .map(|body| BodyPipe::new(body, request_tx));
+                let response = loop {
+                    let next = poll_fn(|cx| {
+                        if let Poll::Ready(reason) = respond.poll_reset(cx) {
+                            return Poll::Ready(Step::ClientReset(reason.ok()));
+                        }
+                        if let Some(pipe) = request_pipe.as_mut()
+                            && let Poll::Ready(result) = Pin::new(pipe).poll(cx)
+                        {
+                            return Poll::Ready(Step::RequestSent(result));
+                        }
+                        Pin::new(&mut response).poll(cx).map(Step::Response)
+                    })
+                    .await;
+                    match next {
+                        Step::Response(result) => break result,
+                        Step::RequestSent(result) => {
+                            if let Err(error) = result {
+                                debug!(%error, "request body not forwarded");
+                            }
+                            request_pipe = None;
+                        }
+                        Step::ClientReset(reason) => {
+                            debug!(?reason, "client reset the stream before the response");
+                            // Dropping the upstream handles resets the upstream stream (CANCEL).
+                            return;
+                        }
+                    }
+                };
+                let response = match response {
+                    Ok(response) => response,
+                    Err(error) => {
+                        debug!(endpoint = %endpoint.addr, %error, "endpoint failed the request");
+                        drop(pending);
+                        return fail_sent(&endpoint, &mut respond, grpc);
+                    }
+                };
+                // A request body still streaming (client or bidirectional streaming) keeps going
+                // on its own.
+                if let Some(pipe) = request_pipe {
+                    tokio::spawn(async move {
+                        if let Err(error) = pipe.await {
+                            debug!(%error, "request body not forwarded");
+                        }
+                    });
+                }
+                let end = Instant::now();
+                let rtt = end - start;
+                pending.finish(Some(rtt), end);
+                match send_response_headers(endpoint, &mut respond, response, rtt, grpc) {
+                    Some(pipe_and_completion) => pipe_and_completion,
+                    None => return,
+                }
+            };
+            let result = (&mut response_pipe).await;
+            completion.grpc_status = response_pipe
+                .trailers_grpc_status()
+                .or(completion.grpc_status);
+            if let Err(error) = &result {
+                debug!(%error, "response body not forwarded");
+            }
+            completion.finish(result.is_ok());
+            return;
+        }
         local_error(
             &mut respond,
             grpc,
-            StatusCode::NOT_FOUND,
-            "no route to the request's authority",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no endpoint could be reached",
         );
-        return;
-    };
-    let (parts, body) = req.into_parts();
-    let end_of_stream = body.is_end_stream();
-    let upstream_req = Request::from_parts(parts, ());
-    // Taken by the attempt that opens the upstream stream; it then streams through `pipe`.
-    let mut request_body = Some(body);
-
-    for _attempt in 0..MAX_ATTEMPTS {
-        // One clock read serves the pick, the round-trip time and the estimate's stamp.
-        let start = Instant::now();
-        let endpoint = match &target {
-            Target::Endpoint(ep) => ep.clone(),
-            Target::Service(svc) => match svc.pick(ctx.router.settings(), start) {
-                Some(ep) => ep,
-                None => {
-                    local_error(
-                        &mut respond,
-                        grpc,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "service has no endpoints",
-                    );
-                    return;
-                }
-            },
-        };
-        endpoint.load.start();
-        let pending = Pending::new(&endpoint);
-        let mut sender = match endpoint.http2().await {
-            Ok(sender) => sender,
-            Err(error) => {
-                debug!(endpoint = %endpoint.addr, %error, "request not sent; retrying on another endpoint");
-                continue;
-            }
-        };
-        // `send_request` only fails when the connection broke right after `ready`; the request is
-        // consumed by then, so it is answered rather than retried.
-        let (response, request_tx) = match sender.send_request(upstream_req, end_of_stream) {
-            Ok(sent) => sent,
-            Err(error) => {
-                debug!(endpoint = %endpoint.addr, %error, "request failed");
-                drop(pending);
-                return fail_sent(&endpoint, &mut respond, grpc);
-            }
-        };
-        drop(sender);
-        // The request body streams concurrently with waiting for the response.
-        let request_pipe = request_body
-            .take()
-            .filter(|_| !end_of_stream)
-            .map(|body| (body, request_tx));
-        let mut request_pipe = request_pipe.map(|(body, tx)| Box::pin(pipe(body, tx, |_| {})));
-        let response = {
-            tokio::pin!(response);
-            loop {
-                let next = poll_fn(|cx| {
-                    if let Poll::Ready(reason) = respond.poll_reset(cx) {
-                        return Poll::Ready(Step::ClientReset(reason.ok()));
-                    }
-                    if let Some(pipe) = request_pipe.as_mut()
-                        && let Poll::Ready(result) = pipe.as_mut().poll(cx)
-                    {
-                        return Poll::Ready(Step::RequestSent(result));
-                    }
-                    response.as_mut().poll(cx).map(Step::Response)
-                })
-                .await;
-                match next {
-                    Step::Response(result) => break result,
-                    Step::RequestSent(result) => {
-                        if let Err(error) = result {
-                            debug!(%error, "request body not forwarded");
-                        }
-                        request_pipe = None;
-                    }
-                    Step::ClientReset(reason) => {
-                        debug!(?reason, "client reset the stream before the response");
-                        // Dropping the upstream handles resets the upstream stream (CANCEL).
-                        return;
-                    }
-                }
-            }
-        };
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => {
-                debug!(endpoint = %endpoint.addr, %error, "endpoint failed the request");
-                drop(pending);
-                return fail_sent(&endpoint, &mut respond, grpc);
-            }
-        };
-        // A request body still streaming (client or bidirectional streaming) keeps going on its own.
-        if let Some(pipe) = request_pipe {
-            tokio::spawn(async move {
-                if let Err(error) = pipe.await {
-                    debug!(%error, "request body not forwarded");
-                }
-            });
-        }
-        let end = Instant::now();
-        let rtt = end - start;
-        pending.finish(Some(rtt), end);
-        endpoint.record_success();
-        endpoint.http.request();
-        let (parts, body) = response.into_parts();
-        let series = endpoint.http.status(parts.status.as_u16());
-        series.observe_latency(rtt);
-        let mut completion = Completion {
-            endpoint: endpoint.clone(),
-            series,
-            grpc,
-            grpc_status: if grpc {
-                grpc_status(&parts.headers)
-            } else {
-                None
-            },
-            http1: None,
-        };
-        let body_done = body.is_end_stream();
-        let response_tx = match respond.send_response(Response::from_parts(parts, ()), body_done) {
-            Ok(tx) => tx,
-            Err(error) => {
-                debug!(%error, "client went away before the response");
-                completion.finish(false);
-                return;
-            }
-        };
-        if body_done {
-            completion.finish(true);
-            return;
-        }
-        let mut grpc_trailer_status = None;
-        let result = pipe(body, response_tx, |trailers| {
-            grpc_trailer_status = grpc_status(trailers)
-        })
-        .await;
-        completion.grpc_status = grpc_trailer_status.or(completion.grpc_status);
-        if let Err(error) = &result {
-            debug!(%error, "response body not forwarded");
-        }
-        completion.finish(result.is_ok());
-        return;
     }
-    local_error(
-        &mut respond,
+}
+
+/// The endpoint answered: records it and sends the response headers to the client. Returns the
+/// pipe for the response body (and trailers) with what to record when it ends, or `None` when
+/// the response is complete already (or the client went away).
+fn send_response_headers(
+    endpoint: Arc<Endpoint>,
+    respond: &mut SendResponse<Bytes>,
+    response: Response<RecvStream>,
+    rtt: std::time::Duration,
+    grpc: bool,
+) -> Option<(BodyPipe, Completion)> {
+    endpoint.record_success();
+    endpoint.http.request();
+    let (parts, body) = response.into_parts();
+    let series = endpoint.http.status(parts.status.as_u16());
+    series.observe_latency(rtt);
+    let completion = Completion {
+        endpoint,
+        series,
         grpc,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "no endpoint could be reached",
-    );
+        grpc_status: if grpc {
+            grpc_status(&parts.headers)
+        } else {
+            None
+        },
+        http1: None,
+    };
+    let body_done = body.is_end_stream();
+    match respond.send_response(Response::from_parts(parts, ()), body_done) {
+        Ok(_) if body_done => {
+            completion.finish(true);
+            None
+        }
+        Ok(response_tx) => Some((BodyPipe::new(body, response_tx), completion)),
+        Err(error) => {
+            debug!(%error, "client went away before the response");
+            completion.finish(false);
+            None
+        }
+    }
 }
 
 enum Step {
     Response(Result<Response<RecvStream>, h2::Error>),
     RequestSent(Result<(), PipeError>),
     ClientReset(Option<Reason>),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipeError {
-    #[error("reading: {0}")]
-    Recv(h2::Error),
-    #[error("writing: {0}")]
-    Send(h2::Error),
-    #[error("the receiving side closed the stream")]
-    Closed,
-}
-
-/// Copies a body (data, then trailers or end of stream) from `from` to `to`. Waits for send
-/// capacity before reading each next chunk, so at most one chunk per stream sits in the proxy.
-/// A failure on either side resets the other side of the stream.
-async fn pipe(
-    mut from: RecvStream,
-    mut to: SendStream<Bytes>,
-    mut on_trailers: impl FnMut(&HeaderMap),
-) -> Result<(), PipeError> {
-    let result = async {
-        // The first chunk goes out without waiting for send capacity: a new upstream stream gets
-        // its window only once the connection task opens it, and waiting would split the
-        // request's HEADERS and DATA into two writes. One chunk per stream is the bound either way.
-        let mut first = true;
-        loop {
-            if !first {
-                // Capacity for at least one byte before reading the next chunk.
-                to.reserve_capacity(1);
-                while to.capacity() == 0 {
-                    match poll_fn(|cx| to.poll_capacity(cx)).await {
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(PipeError::Send(e)),
-                        None => return Err(PipeError::Closed),
-                    }
-                }
-            }
-            first = false;
-            let next = poll_fn(|cx| {
-                if let Poll::Ready(reason) = to.poll_reset(cx) {
-                    return Poll::Ready(Err(match reason {
-                        Ok(reason) => PipeError::Send(h2::Error::from(reason)),
-                        Err(e) => PipeError::Send(e),
-                    }));
-                }
-                from.poll_data(cx).map(Ok)
-            })
-            .await?;
-            match next {
-                Some(Ok(chunk)) => {
-                    let len = chunk.len();
-                    to.reserve_capacity(len);
-                    let last = from.is_end_stream();
-                    to.send_data(chunk, last).map_err(PipeError::Send)?;
-                    let _ = from.flow_control().release_capacity(len);
-                    if last {
-                        return Ok(());
-                    }
-                }
-                Some(Err(e)) => return Err(PipeError::Recv(e)),
-                None => break,
-            }
-        }
-        match poll_fn(|cx| from.poll_trailers(cx))
-            .await
-            .map_err(PipeError::Recv)?
-        {
-            Some(trailers) => {
-                on_trailers(&trailers);
-                to.send_trailers(trailers).map_err(PipeError::Send)
-            }
-            None => to.send_data(Bytes::new(), true).map_err(PipeError::Send),
-        }
-    }
-    .await;
-    if let Err(error) = &result {
-        match error {
-            // The receiver reset: tell the sender we stopped reading.
-            PipeError::Send(_) | PipeError::Closed => drop(from),
-            PipeError::Recv(e) => to.send_reset(e.reason().unwrap_or(Reason::CANCEL)),
-        }
-    }
-    result
 }
 
 /// The request reached the endpoint and failed there: count it, answer 502 (gRPC: UNAVAILABLE).

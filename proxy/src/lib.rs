@@ -12,6 +12,7 @@ pub mod detect;
 pub mod endpoint;
 pub mod forward;
 pub mod h2_forward;
+pub mod h2_pipe;
 pub mod identity;
 pub mod io;
 pub mod lifecycle;
