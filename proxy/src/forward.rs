@@ -296,11 +296,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// A response the proxy makes itself. gRPC clients get a trailers-only gRPC error (UNAVAILABLE,
 /// or UNIMPLEMENTED for an unknown route) that their libraries understand.
 fn local_error(grpc: bool, status: StatusCode, reason: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(if grpc {
-        ProxyBody::empty()
-    } else {
-        ProxyBody::text(format!("{reason}\n"))
-    });
+    local_error_head(grpc, status, reason).map(|()| {
+        if grpc {
+            ProxyBody::empty()
+        } else {
+            ProxyBody::text(local_error_text(reason))
+        }
+    })
+}
+
+/// The head of a response the proxy makes itself, for HTTP/1.1 and HTTP/2 alike: for gRPC a
+/// complete trailers-only response, otherwise `status` with a `text/plain` body to follow
+/// ([`local_error_text`]).
+pub(crate) fn local_error_head(
+    grpc: bool,
+    status: StatusCode,
+    reason: &'static str,
+) -> Response<()> {
+    let mut response = Response::new(());
     if !grpc {
         *response.status_mut() = status;
     }
@@ -322,4 +335,9 @@ fn local_error(grpc: bool, status: StatusCode, reason: &'static str) -> Response
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     response
+}
+
+/// The body of a non-gRPC local error.
+pub(crate) fn local_error_text(reason: &str) -> String {
+    format!("{reason}\n")
 }

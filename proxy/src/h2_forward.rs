@@ -17,14 +17,16 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
 use crate::body::{Completion, grpc_status};
 use crate::endpoint::Endpoint;
-use crate::forward::{ConnCtx, PROXY_ERROR, Pending, Target, is_grpc, resolve};
+use crate::forward::{
+    ConnCtx, Pending, Target, is_grpc, local_error_head, local_error_text, resolve,
+};
 use crate::h2_pipe::{BodyPipe, PipeError};
 use crate::lifecycle::{Phase, reached};
 use crate::metrics::Outcome;
@@ -300,36 +302,17 @@ fn fail_sent(endpoint: &Endpoint, respond: &mut SendResponse<Bytes>, grpc: bool)
     );
 }
 
-/// A response the proxy makes itself (see `forward::local_error` for the HTTP/1.1 twin).
+/// A response the proxy makes itself (the head is shared with HTTP/1.1: `forward::local_error_head`).
 fn local_error(
     respond: &mut SendResponse<Bytes>,
     grpc: bool,
     status: StatusCode,
     reason: &'static str,
 ) {
-    let mut response = Response::new(());
-    if !grpc {
-        *response.status_mut() = status;
-    }
-    let headers = response.headers_mut();
-    headers.insert(PROXY_ERROR, HeaderValue::from_static(reason));
+    let response = local_error_head(grpc, status, reason);
     if grpc {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        let code = if status == StatusCode::NOT_FOUND {
-            "12"
-        } else {
-            "14"
-        };
-        headers.insert("grpc-status", HeaderValue::from_static(code));
-        headers.insert("grpc-message", HeaderValue::from_static(reason));
         let _ = respond.send_response(response, true);
-    } else {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        if let Ok(mut tx) = respond.send_response(response, false) {
-            let _ = tx.send_data(Bytes::from_static(reason.as_bytes()), true);
-        }
+    } else if let Ok(mut tx) = respond.send_response(response, false) {
+        let _ = tx.send_data(Bytes::from(local_error_text(reason)), true);
     }
 }

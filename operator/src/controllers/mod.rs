@@ -4,6 +4,7 @@
 
 pub mod identity;
 pub mod mesh_policy;
+pub mod outcome;
 pub mod report;
 pub mod traffic_split;
 pub mod triggers;

@@ -23,7 +23,6 @@ pub mod report;
 pub mod settings;
 
 use crate::context::Context;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Resource, ResourceExt,
@@ -90,7 +89,7 @@ pub async fn run(ctx: Context) {
     let (secret_store, secret_ns) = (store.clone(), namespace.clone());
     let (config_map_store, config_map_ns) = (store, namespace);
 
-    controller
+    let outcomes = controller
         .watches_stream(secrets, move |secret| {
             referring_identities(&secret_store, &secret_ns, &secret, Kind::Secret)
         })
@@ -106,13 +105,8 @@ pub async fn run(ctx: Context) {
             reconcile::reconcile,
             reconcile::error_policy,
             Arc::new(shared),
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::warn!(%error, "identity controller");
-            }
-        })
-        .await;
+        );
+    crate::controllers::outcome::log_until_stopped("identity", outcomes).await;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -114,7 +114,10 @@ async fn with_settings(
 
 /// The kube-runtime error policy: count, log, retry soon.
 pub fn error_policy(identity: Arc<Identity>, error: &Error, ctx: Arc<Shared>) -> Action {
-    ctx.metrics.reconcile_failed("identity");
-    tracing::warn!(identity = %identity.name_any(), %error, "reconcile failed; retrying in 5s");
-    Action::requeue(Duration::from_secs(5))
+    crate::controllers::outcome::retry_after_failure(
+        &ctx.metrics,
+        "identity",
+        identity.as_ref(),
+        error,
+    )
 }

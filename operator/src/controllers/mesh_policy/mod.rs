@@ -18,18 +18,16 @@ pub mod validate;
 
 use crate::{
     context::Context,
-    controllers::{report, triggers},
+    controllers::{outcome, report, triggers},
     status,
 };
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 use kube::{
     Api, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::Action,
         reflector::{self, ObjectRef, Store},
-        watcher,
     },
 };
 use std::{sync::Arc, time::Duration};
@@ -38,8 +36,6 @@ use weft_crds::{Condition, ConditionStatus, MeshPolicy, mesh_policy::MeshPolicyS
 
 /// How long a reconcile waits for the pod and Service caches to fill after start before giving up.
 const CACHE_WAIT: Duration = Duration::from_secs(30);
-/// When to retry after a failed reconcile (the API server refused the status, caches not ready).
-const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// What every reconcile reads.
 struct State {
@@ -70,22 +66,19 @@ pub async fn run(ctx: Context) {
         policies.clone(),
     );
 
-    let pod_events = watcher(
+    let pod_events = triggers::cached(
         Api::<Pod>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(keep_pod_identity_only)
-    .reflect(pod_writer)
-    .touched_objects();
-    let service_events = watcher(
+        pod_writer,
+        keep_pod_identity_only,
+    );
+    let service_events = triggers::cached(
         Api::<Service>::all(client),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(keep_service_spec_only)
-    .reflect(service_writer)
-    .touched_objects();
+        service_writer,
+        |service: &mut Service| {
+            triggers::drop_unread_metadata(&mut service.metadata);
+            service.status = None;
+        },
+    );
 
     let by_namespace = policies.clone();
     let pod_to_policies = move |pod: Pod| {
@@ -116,17 +109,11 @@ pub async fn run(ctx: Context) {
         services,
     });
     info!("MeshPolicy controller starting");
-    Controller::for_stream(policy_triggers, policies)
+    let outcomes = Controller::for_stream(policy_triggers, policies)
         .watches_stream(pod_events, pod_to_policies)
         .watches_stream(service_events, service_to_policies)
-        .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            match result {
-                Ok((policy, _)) => debug!(policy = %policy, "reconciled"),
-                Err(error) => debug!(%error, "MeshPolicy reconcile did not complete"),
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, state);
+    outcome::log_until_stopped("mesh_policy", outcomes).await;
     info!("MeshPolicy controller stopped");
 }
 
@@ -134,20 +121,12 @@ pub async fn run(ctx: Context) {
 /// nothing in a cluster of many pods.
 fn keep_pod_identity_only(pod: &mut Pod) {
     pod.spec = None;
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
+    triggers::drop_unread_metadata(&mut pod.metadata);
     let phase = pod.status.as_mut().and_then(|s| s.phase.take());
     pod.status = phase.map(|phase| PodStatus {
         phase: Some(phase),
         ..Default::default()
     });
-}
-
-/// Services are cached for their selector.
-fn keep_service_spec_only(service: &mut Service) {
-    service.metadata.managed_fields = None;
-    service.metadata.annotations = None;
-    service.status = None;
 }
 
 async fn reconcile(policy: Arc<MeshPolicy>, state: Arc<State>) -> Result<Action, Error> {
@@ -234,11 +213,5 @@ async fn reconcile_one(
 }
 
 fn error_policy(policy: Arc<MeshPolicy>, error: &Error, state: Arc<State>) -> Action {
-    state.ctx.metrics.reconcile_failed("mesh_policy");
-    warn!(
-        policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any()),
-        %error,
-        "MeshPolicy reconcile failed; retrying"
-    );
-    Action::requeue(RETRY_AFTER)
+    outcome::retry_after_failure(&state.ctx.metrics, "mesh_policy", policy.as_ref(), error)
 }

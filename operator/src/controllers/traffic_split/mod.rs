@@ -16,11 +16,10 @@ pub mod resolve;
 
 use crate::{
     context::Context,
-    controllers::{report, triggers},
+    controllers::{outcome, report, triggers},
     status,
 };
 use endpoints::EndpointsApi;
-use futures::StreamExt;
 use k8s_openapi::api::{
     core::v1::{Endpoints, Service},
     discovery::v1::EndpointSlice,
@@ -28,21 +27,18 @@ use k8s_openapi::api::{
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::Action,
         reflector::{self, ObjectRef, Store},
-        watcher,
     },
 };
 use resolve::{PortKey, ServiceFacts};
 use std::{sync::Arc, time::Duration};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span};
 use weft_crds::{Condition, ConditionStatus, TrafficSplit, traffic_split::TrafficSplitStatus};
 
 /// How long a reconcile waits for the Service and endpoint caches to fill after start before giving up.
 const CACHE_WAIT: Duration = Duration::from_secs(30);
-/// When to retry after a failed reconcile (the API server refused the status, caches not ready).
-const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Ready endpoints, from whichever API the server serves.
 enum ReadyIndex {
@@ -144,18 +140,14 @@ pub async fn run(ctx: Context) {
         splits.clone(),
     );
 
-    let service_events = watcher(
+    let service_events = triggers::cached(
         Api::<Service>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|service: &mut Service| {
-        service.metadata.managed_fields = None;
-        service.metadata.annotations = None;
-        service.status = None;
-    })
-    .reflect(service_writer)
-    .touched_objects();
+        service_writer,
+        |service: &mut Service| {
+            triggers::drop_unread_metadata(&mut service.metadata);
+            service.status = None;
+        },
+    );
     let by_service = splits.clone();
     let mut controller = Controller::for_stream(split_triggers, splits.clone()).watches_stream(
         service_events,
@@ -168,17 +160,11 @@ pub async fn run(ctx: Context) {
     let ready = match endpoints_api {
         EndpointsApi::EndpointSlices => {
             let (store, writer) = reflector::store::<EndpointSlice>();
-            let events = watcher(
+            let events = triggers::cached(
                 Api::<EndpointSlice>::all(client),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff()
-            .modify(|slice: &mut EndpointSlice| {
-                slice.metadata.managed_fields = None;
-                slice.metadata.annotations = None;
-            })
-            .reflect(writer)
-            .touched_objects();
+                writer,
+                |slice: &mut EndpointSlice| triggers::drop_unread_metadata(&mut slice.metadata),
+            );
             controller = controller.watches_stream(events, move |slice: EndpointSlice| {
                 match endpoints::service_of_slice(&slice) {
                     Some(service) => splits_naming(&by_endpoints, slice.namespace(), &service),
@@ -189,17 +175,11 @@ pub async fn run(ctx: Context) {
         }
         EndpointsApi::Endpoints => {
             let (store, writer) = reflector::store::<Endpoints>();
-            let events = watcher(
+            let events = triggers::cached(
                 Api::<Endpoints>::all(client),
-                watcher::Config::default().any_semantic(),
-            )
-            .default_backoff()
-            .modify(|endpoints: &mut Endpoints| {
-                endpoints.metadata.managed_fields = None;
-                endpoints.metadata.annotations = None;
-            })
-            .reflect(writer)
-            .touched_objects();
+                writer,
+                |endpoints: &mut Endpoints| triggers::drop_unread_metadata(&mut endpoints.metadata),
+            );
             controller = controller.watches_stream(events, move |endpoints: Endpoints| {
                 splits_naming(&by_endpoints, endpoints.namespace(), &endpoints.name_any())
             });
@@ -214,15 +194,8 @@ pub async fn run(ctx: Context) {
         ready,
     });
     info!(?endpoints_api, "TrafficSplit controller starting");
-    controller
-        .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            match result {
-                Ok((split, _)) => debug!(split = %split, "reconciled"),
-                Err(error) => debug!(%error, "TrafficSplit reconcile did not complete"),
-            }
-        })
-        .await;
+    let outcomes = controller.run(reconcile, error_policy, state);
+    outcome::log_until_stopped("traffic_split", outcomes).await;
     info!("TrafficSplit controller stopped");
 }
 
@@ -319,11 +292,5 @@ async fn reconcile_one(
 }
 
 fn error_policy(split: Arc<TrafficSplit>, error: &Error, state: Arc<State>) -> Action {
-    state.ctx.metrics.reconcile_failed("traffic_split");
-    warn!(
-        split = %format!("{}/{}", split.namespace().unwrap_or_default(), split.name_any()),
-        %error,
-        "TrafficSplit reconcile failed; retrying"
-    );
-    Action::requeue(RETRY_AFTER)
+    outcome::retry_after_failure(&state.ctx.metrics, "traffic_split", split.as_ref(), error)
 }
