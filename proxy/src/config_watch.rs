@@ -26,7 +26,7 @@ pub(crate) struct Stamp {
     inode: u64,
 }
 
-pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
+fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     // `metadata` follows symlinks, so a ConfigMap-style symlink swap is seen too.
     let meta = std::fs::metadata(path).ok()?;
@@ -37,18 +37,27 @@ pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// Polls `path` every `interval` and publishes changed valid configurations on `tx`.
-pub async fn watch_file(path: PathBuf, interval: Duration, tx: watch::Sender<Arc<ProxyConfig>>) {
-    let mut last = stamp(&path);
+/// Polls `path`'s metadata every `interval` and calls `changed` each time it differs from the
+/// last poll (content, size, or inode: the kubelet's atomic symlink swap of a mounted ConfigMap
+/// changes it too). Polling rather than inotify: a symlink swap in a mounted volume is not always
+/// seen by a watch on the file, and a few `stat`s a second cost nothing.
+pub(crate) async fn on_change(path: &Path, interval: Duration, mut changed: impl FnMut()) {
+    let mut last = stamp(path);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let current = stamp(&path);
-        if current == last {
-            continue;
+        let current = stamp(path);
+        if current != last {
+            last = current;
+            changed();
         }
-        last = current;
+    }
+}
+
+/// Polls `path` every `interval` and publishes changed valid configurations on `tx`.
+pub async fn watch_file(path: PathBuf, interval: Duration, tx: watch::Sender<Arc<ProxyConfig>>) {
+    on_change(&path, interval, || {
         match load(&path) {
             Ok(config) => {
                 let changed = tx.send_if_modified(|live| {
@@ -66,5 +75,6 @@ pub async fn watch_file(path: PathBuf, interval: Duration, tx: watch::Sender<Arc
                 error!(path = %path.display(), %error, "ignoring invalid configuration file; keeping the last good configuration");
             }
         }
-    }
+    })
+    .await
 }

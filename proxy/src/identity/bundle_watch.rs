@@ -8,31 +8,19 @@ use std::time::Duration;
 
 use tracing::{error, info};
 
-use crate::config_watch::stamp;
+use crate::config_watch::on_change;
 use crate::identity::bundle::TrustBundle;
 use crate::identity::credentials::Credentials;
 use crate::metrics::MtlsMetrics;
 
-/// Polls `path` every `interval` and loads each changed version. The file's metadata is checked
-/// first; the kubelet's atomic symlink swap changes it too.
+/// Polls `path` every `interval` and loads each changed version.
 pub async fn watch(
     path: PathBuf,
     interval: Duration,
     credentials: Arc<Credentials>,
     metrics: MtlsMetrics,
 ) {
-    let mut last = stamp(&path);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let current = stamp(&path);
-        if current == last {
-            continue;
-        }
-        last = current;
-        load(&path, &credentials, &metrics);
-    }
+    on_change(&path, interval, || load(&path, &credentials, &metrics)).await
 }
 
 /// Reads the bundle file and makes it current when it is valid and differs from the live one.
