@@ -59,10 +59,7 @@ impl AsyncRead for MeteredIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if replay_prefix(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -133,10 +130,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if replay_prefix(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
@@ -220,4 +214,16 @@ impl AsyncWrite for EndpointIo {
             EndpointIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// Serves a read from bytes already taken off the socket (protocol detection read them), if any
+/// are left. Returns whether it did.
+fn replay_prefix(prefix: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if prefix.is_empty() {
+        return false;
+    }
+    let n = prefix.len().min(buf.remaining());
+    buf.put_slice(&prefix[..n]);
+    prefix.advance(n);
+    true
 }
