@@ -8,3 +8,20 @@ pub mod outcome;
 pub mod report;
 pub mod traffic_split;
 pub mod triggers;
+
+use kube::ResourceExt;
+use std::cmp::Ordering;
+
+/// Which of two policies (or splits) competing for one target is senior: older first, the name
+/// breaking ties (creation times have one-second precision). An object without a creation time
+/// (not yet stored) counts as the newest.
+pub fn seniority<K: ResourceExt>(a: &K, b: &K) -> Ordering {
+    let created = |o: &K| o.meta().creation_timestamp.as_ref().map(|t| t.0);
+    match (created(a), created(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+    .then_with(|| a.name_any().cmp(&b.name_any()))
+}

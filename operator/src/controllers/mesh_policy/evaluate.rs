@@ -5,6 +5,7 @@ use super::{
     matching::{self, LISTED_WORKLOADS, Matches, Unresolved},
     validate::{self, Reason},
 };
+use crate::controllers::seniority;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::ResourceExt;
 use std::cmp::Ordering;
@@ -154,21 +155,8 @@ fn older_policy_with_same_target<'a>(
                 .map(|c| c.target.key() == key)
                 .unwrap_or(false)
         })
-        .filter(|s| seniority(s, policy) == Ordering::Less)
-        .min_by(|a, b| seniority(a, b))
-}
-
-/// Older first; the name breaks ties (creation times have one-second precision).
-fn seniority(a: &MeshPolicy, b: &MeshPolicy) -> Ordering {
-    let created = |p: &MeshPolicy| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    // A policy without a creation time (not yet stored) counts as the newest.
-    match (created(a), created(b)) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-    .then_with(|| a.name_any().cmp(&b.name_any()))
+        .filter(|s| seniority(*s, policy) == Ordering::Less)
+        .min_by(|a, b| seniority(*a, *b))
 }
 
 /// Messages joined into one condition message, kept under the API's 32 KiB limit.

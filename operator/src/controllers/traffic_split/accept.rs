@@ -1,7 +1,7 @@
 //! The `Accepted` verdict on a TrafficSplit: is the spec meaningful, and is it the only split of its apex
 //! (the oldest wins). No I/O.
 
-use crate::controllers::mesh_policy::selector::is_dns_label;
+use crate::controllers::{mesh_policy::selector::is_dns_label, seniority};
 use kube::ResourceExt;
 use std::{cmp::Ordering, collections::BTreeSet};
 use weft_crds::traffic_split::{TrafficSplit, TrafficSplitSpec};
@@ -129,8 +129,8 @@ pub fn accept<'a>(
         .into_iter()
         .filter(|s| s.name_any() != split.name_any() && s.namespace() == split.namespace())
         .filter(|s| s.spec.service == split.spec.service && spec_problems(&s.spec).is_empty())
-        .filter(|s| seniority(s, split) == Ordering::Less)
-        .min_by(|a, b| seniority(a, b));
+        .filter(|s| seniority(*s, split) == Ordering::Less)
+        .min_by(|a, b| seniority(*a, *b));
     if let Some(winner) = winner {
         return Acceptance {
             accepted: false,
@@ -152,18 +152,6 @@ pub fn accept<'a>(
             split.spec.backends.len()
         ),
     }
-}
-
-/// Older first; the name breaks ties (creation times have one-second precision).
-fn seniority(a: &TrafficSplit, b: &TrafficSplit) -> Ordering {
-    let created = |s: &TrafficSplit| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    match (created(a), created(b)) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-    .then_with(|| a.name_any().cmp(&b.name_any()))
 }
 
 #[cfg(test)]
