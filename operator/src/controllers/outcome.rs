@@ -44,8 +44,8 @@ pub fn retry_after_failure<K: Resource>(
 }
 
 /// Drives a controller's outcome stream until it ends. Reconcile failures were logged by
-/// [`retry_after_failure`] already; anything else the controller reports (a broken watch, a
-/// queue error) is logged here.
+/// [`retry_after_failure`] already and a trigger for a deleted object is expected; anything else
+/// the controller reports (a broken watch, a queue error) is a warning.
 pub async fn log_until_stopped<K, E, Q>(
     controller: &'static str,
     outcomes: impl Stream<Item = Result<(ObjectRef<K>, Action), controller::Error<E, Q>>>,
@@ -61,6 +61,10 @@ pub async fn log_until_stopped<K, E, Q>(
                 Ok((object, _)) => debug!(controller, object = %object, "reconciled"),
                 Err(controller::Error::ReconcilerFailed(error, object)) => {
                     debug!(controller, object = %object, %error, "reconcile did not complete")
+                }
+                // A trigger for an object deleted meanwhile: expected, nothing to do.
+                Err(controller::Error::ObjectNotFound(object)) => {
+                    debug!(controller, object = %object, "object gone before its reconcile")
                 }
                 Err(error) => warn!(controller, %error, "controller"),
             }
