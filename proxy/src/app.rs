@@ -108,6 +108,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let server_settings = ServerSettings {
         detect_timeout: args.detect_timeout,
         header_read_timeout: args.detect_timeout,
+        opaque_ports: args.opaque_ports.clone(),
         ..ServerSettings::default()
     };
     let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Signals)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::identity::IdentitySettings;
 use crate::identity::name::NameError;
-use crate::tls::permissive::PermissivePorts;
+use crate::ports::{DEFAULT_OPAQUE_PORTS, PortSet};
 
 pub const USAGE: &str = "\
 usage: weft-proxy --config <file.json> [options]
@@ -21,6 +21,10 @@ usage: weft-proxy --config <file.json> [options]
   --shutdown-grace <dur>     after SIGTERM, keep serving this long at most [30s]
   --detect-timeout <dur>     wait this long for a client's first bytes, and for HTTP/1.1
                              request headers [10s]
+  --opaque-ports <all|none|ports>  redirected connections to these ports are forwarded as
+                             TCP without waiting to detect a protocol (server-speaks-first
+                             protocols: SMTP, MySQL, PostgreSQL, Redis, ...)
+                             [25,587,3306,4444,5432,6379,9300,11211]
   --connect-timeout <dur>    endpoint connect timeout [1s]
   --config-poll <dur>        how often the config file is checked [500ms]
   --ewma-default-rtt <dur>   latency assumed for a new endpoint [30ms]
@@ -56,7 +60,9 @@ pub struct Args {
     /// `None`: plaintext mode, exactly as without identity support.
     pub identity: Option<IdentitySettings>,
     /// Inbound ports that also accept plaintext (only meaningful with an identity).
-    pub inbound_permissive: PermissivePorts,
+    pub inbound_permissive: PortSet,
+    /// Ports whose connections are forwarded as opaque TCP without protocol detection.
+    pub opaque_ports: PortSet,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -86,7 +92,7 @@ pub enum ArgsError {
     IdentityName(#[from] NameError),
 }
 
-const FLAGS: [&str; 19] = [
+const FLAGS: [&str; 20] = [
     "config",
     "outbound",
     "inbound",
@@ -106,6 +112,7 @@ const FLAGS: [&str; 19] = [
     "identity-server-name",
     "trust-domain",
     "inbound-permissive",
+    "opaque-ports",
 ];
 
 /// Flags that together turn identity on; the rest only refine it.
@@ -201,14 +208,16 @@ impl Args {
             },
         };
         let identity = identity_settings(&value)?;
-        let inbound_permissive = match value("inbound-permissive") {
-            None => PermissivePorts::None,
-            Some(text) => PermissivePorts::parse(&text).ok_or(ArgsError::Invalid {
-                flag: "inbound-permissive",
+        let ports = |flag: &'static str, default: &str| {
+            let text = value(flag).unwrap_or_else(|| default.to_string());
+            PortSet::parse(&text).ok_or(ArgsError::Invalid {
+                flag,
                 value: text,
-                why: "expected all, none, or a comma-separated list of ports",
-            })?,
+                why: "expected all, none, or a comma-separated list of ports and ranges (a-b)",
+            })
         };
+        let inbound_permissive = ports("inbound-permissive", "none")?;
+        let opaque_ports = ports("opaque-ports", DEFAULT_OPAQUE_PORTS)?;
         Ok(Args {
             config: value("config").ok_or(ArgsError::MissingConfig)?.into(),
             outbound: addr("outbound", "127.0.0.1:4140")?,
@@ -224,6 +233,7 @@ impl Args {
             ewma_decay: duration("ewma-decay", crate::load::DEFAULT_DECAY)?,
             identity,
             inbound_permissive,
+            opaque_ports,
         })
     }
 }
@@ -375,7 +385,7 @@ mod tests {
         let identity = parsed.identity.unwrap();
         assert_eq!(identity.trust_domain, "cluster.local");
         assert_eq!(identity.service_name, "weft-identity.cluster.local");
-        assert!(parsed.inbound_permissive.allows(9090));
+        assert!(parsed.inbound_permissive.contains(9090));
         assert!(matches!(
             Args::parse(args(&full[..4]), |_| None),
             Err(ArgsError::IncompleteIdentity {

@@ -18,6 +18,7 @@ pub mod io;
 pub mod lifecycle;
 pub mod load;
 pub mod metrics;
+pub mod ports;
 pub mod router;
 pub mod server;
 pub mod tcp;

@@ -21,6 +21,7 @@ use crate::h2_forward;
 use crate::io::{MeteredIo, Rewind};
 use crate::lifecycle::{Lifecycle, Phase, reached};
 use crate::metrics::TcpMetrics;
+use crate::ports::{DEFAULT_OPAQUE_PORTS, PortSet};
 use crate::router::Router;
 use crate::tcp;
 use crate::tls::Alpn;
@@ -48,6 +49,8 @@ pub struct ServerSettings {
     /// HTTP/1.1 clients must send their headers within this time.
     pub header_read_timeout: Duration,
     pub max_concurrent_streams: u32,
+    /// Connections for these ports are forwarded as opaque TCP without waiting for a first byte.
+    pub opaque_ports: PortSet,
 }
 
 impl Default for ServerSettings {
@@ -56,6 +59,7 @@ impl Default for ServerSettings {
             detect_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_concurrent_streams: 1000,
+            opaque_ports: PortSet::parse(DEFAULT_OPAQUE_PORTS).unwrap_or_default(),
         }
     }
 }
@@ -137,6 +141,7 @@ impl Listener {
         crate::io::tune(&stream);
         let orig_dst = original_dst(&stream);
         let detected = match self.tls.clone() {
+            _ if self.is_opaque(orig_dst, &stream) => Ok(Some((Protocol::Opaque, BytesMut::new()))),
             None => detect(&mut stream, self.settings.detect_timeout).await,
             Some(tls) => match self.screen(stream, peer, orig_dst, &tls).await {
                 Screened::Done => return,
@@ -314,6 +319,20 @@ impl Listener {
             Protocol::Opaque => tcp::forward(io, &target).await,
             Protocol::Http2 => h2_forward::serve_connection(io, ctx(), &self.settings, phase).await,
             Protocol::Http1 => serve_http1(io, ctx(), &self.settings, phase).await,
+        }
+    }
+
+    /// Whether a connection is forwarded without detection because of the port it is for:
+    /// outbound, the original destination's (a connection to the outbound port itself has no
+    /// port to judge by); inbound in plaintext mode, the port it is for. Inbound with an identity
+    /// always screens first: a meshed client opens with its TLS ClientHello, so nothing stalls.
+    fn is_opaque(&self, orig_dst: Option<SocketAddr>, stream: &TcpStream) -> bool {
+        let opaque = &self.settings.opaque_ports;
+        match self.direction {
+            Direction::Outbound => orig_dst.is_some_and(|dst| opaque.contains(dst.port())),
+            Direction::Inbound => {
+                self.tls.is_none() && opaque.contains(self.inbound_port(orig_dst, stream))
+            }
         }
     }
 

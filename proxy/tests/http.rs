@@ -233,3 +233,57 @@ async fn inbound_forwards_h2c_http1_and_opaque_bytes_to_the_local_app() {
         .unwrap();
     assert_eq!(&buf, b"\x00\x01binary protocol\n");
 }
+
+/// A server-speaks-first application (MySQL, PostgreSQL, Redis, SMTP...) behind the inbound port:
+/// on an opaque port the proxy connects it at once, so its greeting reaches the client instead of
+/// waiting out the detection timeout for a first byte the client will never send.
+#[tokio::test]
+async fn a_server_speaks_first_app_on_an_opaque_port_greets_without_waiting_for_detection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let greeter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let greeter_addr = greeter.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = greeter.accept().await {
+            tokio::spawn(async move {
+                s.write_all(b"220 ready\r\n").await.unwrap();
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let start = |opaque_ports: String| {
+        let args = [
+            "--inbound-app".to_string(),
+            greeter_addr.to_string(),
+            "--detect-timeout".to_string(),
+            "60s".to_string(),
+            "--opaque-ports".to_string(),
+            opaque_ports,
+        ];
+        async move { ProxyProcess::start_with(&config_json(&[]), &args).await }
+    };
+
+    let opaque = start(greeter_addr.port().to_string()).await;
+    let mut conn = tokio::net::TcpStream::connect(opaque.inbound.unwrap())
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 11];
+    // Far below the 60 s detection timeout: only skipping detection can meet it.
+    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut greeting))
+        .await
+        .expect("the greeting arrives without waiting for detection")
+        .unwrap();
+    assert_eq!(&greeting, b"220 ready\r\n");
+    conn.write_all(b"QUIT\r\n").await.unwrap();
+    let mut echoed = [0u8; 6];
+    conn.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"QUIT\r\n");
+
+    // The control: with the port not opaque, the proxy is still waiting for the client.
+    let detected = start("none".to_string()).await;
+    let mut conn = tokio::net::TcpStream::connect(detected.inbound.unwrap())
+        .await
+        .unwrap();
+    let held = tokio::time::timeout(Duration::from_secs(1), conn.read(&mut greeting)).await;
+    assert!(held.is_err(), "the proxy forwarded before detecting");
+}

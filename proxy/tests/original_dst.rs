@@ -5,8 +5,9 @@
 //!
 //! Inside the namespace: a "service" at 127.0.0.55:8080 (a virtual address, like a ClusterIP) whose
 //! endpoint is an HTTP server on 127.0.0.56:8080; an HTTP server and a TCP echo server on
-//! 127.0.0.57 that no service names; iptables sends every TCP connection except the proxy's own
-//! (uid 2102, as in the mesh) to the proxy's outbound port.
+//! 127.0.0.57 that no service names, and two server-speaks-first servers there (on 3306, an opaque
+//! port by default, and 3307); iptables sends every TCP connection except the proxy's own (uid
+//! 2102, as in the mesh) to the proxy's outbound port.
 
 use std::process::Command;
 
@@ -42,8 +43,19 @@ s.bind(("127.0.0.57", 9000)); s.listen()
 while True:
     c, _ = s.accept(); data = c.recv(100); c.sendall(data); c.close()
 PY
+# Server-speaks-first (MySQL-like): greets on accept, before the client sends a byte. 3306 is
+# opaque by default; 3307 is not, so the proxy waits there for a first byte to detect.
+for port in 3306 3307; do
+python3 - "$port" >/dev/null 2>&1 <<'PY' &
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.57", int(sys.argv[1]))); s.listen()
+while True:
+    c, _ = s.accept(); c.sendall(b"greeting\n"); c.recv(100); c.close()
+PY
+done
 # The servers must be up before the redirect exists: afterwards a probe would reach the proxy.
-wait_for 127.0.0.56:8080 127.0.0.57:8080 127.0.0.57:9000
+wait_for 127.0.0.56:8080 127.0.0.57:8080 127.0.0.57:9000 127.0.0.57:3306 127.0.0.57:3307
 iptables -t nat -A OUTPUT -p tcp -m owner --uid-owner 2102 -j RETURN
 iptables -t nat -A OUTPUT -p tcp -d 127.0.0.55 -j REDIRECT --to-ports 4140
 iptables -t nat -A OUTPUT -p tcp -d 127.0.0.57 -j REDIRECT --to-ports 4140
@@ -53,7 +65,7 @@ cat >"$dir/config.json" <<JSON
 JSON
 chmod -R a+rX "$dir"
 setpriv --reuid 2102 --regid 2102 --clear-groups "$proxy" --config "$dir/config.json" \
-    --outbound 127.0.0.1:4140 --inbound off --admin 127.0.0.1:4191 --detect-timeout 1s --shutdown-grace 0s \
+    --outbound 127.0.0.1:4140 --inbound off --admin 127.0.0.1:4191 --detect-timeout 30s --shutdown-grace 0s \
     >/dev/null 2>"$dir/proxy.log" &
 wait_for 127.0.0.1:4140 127.0.0.1:4191
 python3 - <<'PY'
@@ -66,6 +78,15 @@ print("service:", get("http://127.0.0.55:8080/who"))
 print("passthrough:", get("http://127.0.0.57:8080/who"))
 s = socket.create_connection(("127.0.0.57", 9000), timeout=5)
 s.sendall(b"\x00raw bytes\n"); print("opaque:", s.recv(100)); s.close()
+# The greeting must arrive long before the 30 s detection timeout could end.
+s = socket.create_connection(("127.0.0.57", 3306), timeout=5)
+print("opaque port:", s.recv(100)); s.close()
+s = socket.create_connection(("127.0.0.57", 3307), timeout=1)
+try:
+    print("detected port:", s.recv(100))
+except socket.timeout:
+    print("detected port: still waiting for the client")
+s.close()
 m = urllib.request.urlopen("http://127.0.0.1:4191/metrics", timeout=5).read().decode()
 print("metrics:", [l for l in m.splitlines() if l.startswith("request_total{")])
 PY
@@ -92,6 +113,13 @@ fn redirected_connections_route_by_original_destination() {
     assert!(stdout.contains("service: service-endpoint"), "{stdout}");
     assert!(stdout.contains("passthrough: passthrough"), "{stdout}");
     assert!(stdout.contains(r"opaque: b'\x00raw bytes\n'"), "{stdout}");
+    // A server-speaks-first protocol on a default opaque port is not held for detection; on
+    // another port it is (the control: the flag is what makes the difference).
+    assert!(stdout.contains(r"opaque port: b'greeting\n'"), "{stdout}");
+    assert!(
+        stdout.contains("detected port: still waiting for the client"),
+        "{stdout}"
+    );
     // The service's requests are counted against its endpoint.
     assert!(
         stdout.contains(r#"dst_service=\"svc\""#) || stdout.contains(r#"dst_service="svc""#),

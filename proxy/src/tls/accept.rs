@@ -19,9 +19,9 @@ use tracing::{debug, warn};
 
 use crate::identity::credentials::Credentials;
 use crate::metrics::MtlsMetrics;
+use crate::ports::PortSet;
 use crate::tls::Alpn;
 use crate::tls::peer::{dns_identity, version_label};
-use crate::tls::permissive::PermissivePorts;
 use crate::tls::refusal::{TlsRefusal, describe_io};
 use crate::tls::resolve::CurrentCertificate;
 use crate::tls::verify::CurrentBundle;
@@ -113,7 +113,7 @@ pub struct ServerTls {
     acceptor: TlsAcceptor,
     credentials: Arc<Credentials>,
     metrics: MtlsMetrics,
-    permissive: PermissivePorts,
+    permissive: PortSet,
     handshake_timeout: Duration,
     log_limit: LogLimit,
 }
@@ -122,7 +122,7 @@ impl ServerTls {
     pub fn new(
         credentials: Arc<Credentials>,
         metrics: MtlsMetrics,
-        permissive: PermissivePorts,
+        permissive: PortSet,
         handshake_timeout: Duration,
     ) -> Result<Self, rustls::Error> {
         let mut config = ServerConfig::builder_with_provider(credentials.provider().clone())
@@ -151,7 +151,7 @@ impl ServerTls {
     }
 
     pub fn is_permissive(&self, port: u16) -> bool {
-        self.permissive.allows(port)
+        self.permissive.contains(port)
     }
 
     /// Terminates mTLS on `io` (whose replayed prefix holds the ClientHello). Refusals are counted

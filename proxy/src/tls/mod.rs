@@ -4,13 +4,13 @@
 //! - [`accept`]: inbound, telling mTLS from plaintext and terminating it;
 //! - [`resolve`] / [`verify`]: the current certificate and trust bundle, read at every handshake,
 //!   so rotations never touch established connections;
-//! - [`peer`]: expected and proven peer identities; [`refusal`]: why a handshake failed;
-//! - [`permissive`]: which inbound ports also take plaintext.
+//! - [`peer`]: expected and proven peer identities; [`refusal`]: why a handshake failed.
+//!
+//! Which inbound ports also take plaintext is a [`crate::ports::PortSet`].
 
 pub mod accept;
 pub mod connect;
 pub mod peer;
-pub mod permissive;
 pub mod refusal;
 pub mod resolve;
 pub mod verify;
