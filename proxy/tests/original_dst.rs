@@ -41,7 +41,12 @@ import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.57", 9000)); s.listen()
 while True:
-    c, _ = s.accept(); data = c.recv(100); c.sendall(data); c.close()
+    c, _ = s.accept()
+    try:
+        c.sendall(c.recv(100))
+    except OSError:
+        pass
+    c.close()
 PY
 # Server-speaks-first (MySQL-like): greets on accept, before the client sends a byte. 3306 is
 # opaque by default; 3307 is not, so the proxy waits there for a first byte to detect.
@@ -51,7 +56,12 @@ import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.57", int(sys.argv[1]))); s.listen()
 while True:
-    c, _ = s.accept(); c.sendall(b"greeting\n"); c.recv(100); c.close()
+    c, _ = s.accept()
+    try:
+        c.sendall(b"greeting\n"); c.recv(100)
+    except OSError:
+        pass  # a readiness probe that closed at once
+    c.close()
 PY
 done
 # The servers must be up before the redirect exists: afterwards a probe would reach the proxy.
