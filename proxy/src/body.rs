@@ -39,6 +39,32 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The endpoint answered with `head` after `rtt`: counts the request and its status, records
+    /// the latency, and returns what to record once the body ends. Shared by HTTP/1.1 and HTTP/2.
+    pub(crate) fn on_response_head(
+        endpoint: Arc<Endpoint>,
+        head: &http::response::Parts,
+        rtt: std::time::Duration,
+        grpc: bool,
+        http1: Option<http1::SendRequest<Incoming>>,
+    ) -> Self {
+        endpoint.record_success();
+        endpoint.http.request();
+        let series = endpoint.http.status(head.status.as_u16());
+        series.observe_latency(rtt);
+        Self {
+            endpoint,
+            series,
+            grpc,
+            grpc_status: if grpc {
+                grpc_status(&head.headers)
+            } else {
+                None
+            },
+            http1,
+        }
+    }
+
     pub(crate) fn finish(mut self, complete: bool) {
         let outcome = if complete {
             Outcome::Complete {

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::body::{Completion, ProxyBody, grpc_status};
+use crate::body::{Completion, ProxyBody};
 use crate::endpoint::Endpoint;
 use crate::load::now_ms;
 use crate::metrics::Outcome;
@@ -229,23 +229,10 @@ async fn dispatch(
     let end = Instant::now();
     let rtt = end - start;
     pending.finish(Some(rtt), end);
-    endpoint.record_success();
-    endpoint.http.request();
     let (mut parts, body) = response.into_parts();
-    let series = endpoint.http.status(parts.status.as_u16());
-    series.observe_latency(rtt);
+    let completion =
+        Completion::on_response_head(endpoint.clone(), &parts, rtt, grpc, Some(sender));
     strip_hop_by_hop(&mut parts.headers);
-    let completion = Completion {
-        endpoint: endpoint.clone(),
-        series,
-        grpc,
-        grpc_status: if grpc {
-            grpc_status(&parts.headers)
-        } else {
-            None
-        },
-        http1: Some(sender),
-    };
     Ok(Response::from_parts(
         parts,
         ProxyBody::upstream(body, completion),

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::body::{Completion, grpc_status};
+use crate::body::Completion;
 use crate::endpoint::Endpoint;
 use crate::forward::{
     ConnCtx, Pending, Target, is_grpc, local_error_head, local_error_text, resolve,
@@ -252,22 +252,8 @@ fn send_response_headers(
     rtt: std::time::Duration,
     grpc: bool,
 ) -> Option<(BodyPipe, Completion)> {
-    endpoint.record_success();
-    endpoint.http.request();
     let (parts, body) = response.into_parts();
-    let series = endpoint.http.status(parts.status.as_u16());
-    series.observe_latency(rtt);
-    let completion = Completion {
-        endpoint,
-        series,
-        grpc,
-        grpc_status: if grpc {
-            grpc_status(&parts.headers)
-        } else {
-            None
-        },
-        http1: None,
-    };
+    let completion = Completion::on_response_head(endpoint, &parts, rtt, grpc, None);
     let body_done = body.is_end_stream();
     match respond.send_response(Response::from_parts(parts, ()), body_done) {
         Ok(_) if body_done => {
