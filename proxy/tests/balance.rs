@@ -212,10 +212,10 @@ async fn a_backend_killed_under_load_fails_only_its_in_flight_requests() {
     // backend, whether it had read them yet or they still sat in its socket buffer.
     let metrics = proxy.metrics().await;
     let failed_at = |pod: &str| {
-        metric_sum(
+        sample_sum(
             &metrics,
             "response_total",
-            &[&format!("dst_pod=\"{pod}\""), "classification=\"failure\""],
+            &[("dst_pod", pod), ("classification", "failure")],
         ) as u64
     };
     let in_flight_to_killed = failed_at("bench-2");

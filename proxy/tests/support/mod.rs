@@ -593,12 +593,3 @@ impl ProxyProcess {
         }
     }
 }
-
-/// The sum of every series of `name` whose line contains every needle (0 when none does).
-pub fn metric_sum(metrics: &str, name: &str, needles: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && needles.iter().all(|n| l.contains(n)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
