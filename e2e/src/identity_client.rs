@@ -40,6 +40,23 @@ pub fn admin_addr(log: &str) -> Option<SocketAddr> {
     logged_addr(log, "admin server listening")
 }
 
+/// Waits (30 s at most) until the operator `process` has logged the addresses its identity service
+/// and admin server bound (it is started with port 0), and returns them in that order.
+pub async fn logged_addrs(process: &crate::Process) -> (SocketAddr, SocketAddr) {
+    crate::poll_until(
+        "the operator logs its identity service and admin addresses",
+        Duration::from_secs(30),
+        || async {
+            let log = process.log();
+            match (identity_addr(&log), admin_addr(&log)) {
+                (Some(identity), Some(admin)) => Ok((identity, admin)),
+                _ => Err(format!("log so far:\n{log}")),
+            }
+        },
+    )
+    .await
+}
+
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();

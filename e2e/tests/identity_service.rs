@@ -4,17 +4,13 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, api::PostParams};
 use std::{net::SocketAddr, time::Duration};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    time::Instant,
-};
+use tokio::time::Instant;
 use weft_crds::Identity;
 use weft_e2e::{
     Cluster, Process,
     identity::{self as id},
     identity_client::{self, Exchange, IdentityClient, ProxyKey, tokens},
-    pki, poll_until,
+    mesh, pki, poll_until,
 };
 use weft_wire::identity::{CertifyRequest, TOKEN_AUDIENCE, identity_name, refusal};
 
@@ -47,21 +43,7 @@ async fn spawn_replica(cluster: &Cluster, name: &str, extra: &[&str]) -> Replica
     let mut args = vec!["--identity-addr", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let process = cluster.spawn_operator(name, &args);
-    let (identity, admin) = poll_until(
-        &format!("{name} logs its identity and admin addresses"),
-        Duration::from_secs(30),
-        || async {
-            let log = process.log();
-            match (
-                identity_client::identity_addr(&log),
-                identity_client::admin_addr(&log),
-            ) {
-                (Some(identity), Some(admin)) => Ok((identity, admin)),
-                _ => Err(format!("log so far:\n{log}")),
-            }
-        },
-    )
-    .await;
+    let (identity, admin) = identity_client::logged_addrs(&process).await;
     Replica {
         process,
         identity,
@@ -98,24 +80,11 @@ async fn issuer_in_secret(client: &Client) -> Vec<u8> {
     pki::pem_certs(&pem).expect("issuer PEM").remove(0)
 }
 
-/// `/metrics` of a replica's admin server (plain HTTP/1.1).
+/// `/metrics` of a replica's admin server.
 async fn metrics(admin: SocketAddr) -> Result<String, String> {
-    let mut stream = TcpStream::connect(admin)
+    mesh::admin_get(admin, "/metrics")
         .await
-        .map_err(|e| format!("connect {admin}: {e}"))?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .ok_or_else(|| format!("no HTTP response: {response}"))
+        .map(|(_, body)| body)
 }
 
 /// The value of the sample `name` (with its labels, as written) in a Prometheus text.

@@ -54,6 +54,16 @@ struct Mesh {
     operator_admin: SocketAddr,
 }
 
+/// Two meshed proxies and what sits around them (see [`Mesh::pair_through_tap`]).
+struct Pair {
+    app: GreeterServer,
+    server_files: PodFiles,
+    server: MeshProxy,
+    tap: TlsTap,
+    client_files: PodFiles,
+    client: MeshProxy,
+}
+
 impl Mesh {
     /// Starts it all; `anchors` are anchor Secrets (in the operator's namespace) made first.
     async fn start(test: &str, spec: serde_json::Value, anchors: &[&str]) -> Self {
@@ -77,21 +87,7 @@ impl Mesh {
             .await
             .expect("create identity");
         let operator = cluster.spawn_operator("op-a", &["--identity-addr", "127.0.0.1:0"]);
-        let (identity_service, operator_admin) = poll_until(
-            "the operator logs its identity service and admin addresses",
-            Duration::from_secs(30),
-            || async {
-                let log = operator.log();
-                match (
-                    identity_client::identity_addr(&log),
-                    identity_client::admin_addr(&log),
-                ) {
-                    (Some(identity), Some(admin)) => Ok((identity, admin)),
-                    _ => Err(format!("log so far:\n{log}")),
-                }
-            },
-        )
-        .await;
+        let (identity_service, operator_admin) = identity_client::logged_addrs(&operator).await;
         let mesh = Self {
             cluster,
             operator,
@@ -162,6 +158,27 @@ impl Mesh {
         .iter()
         .map(|s| s.to_string())
         .collect()
+    }
+
+    /// The layout both tests run: the gRPC app, the server proxy in front of it, a TLS tap on the
+    /// wire between the proxies, and the client proxy routing through the tap; both ready.
+    async fn pair_through_tap(&self, bundle: &str) -> Pair {
+        let app = GreeterServer::start().await;
+        let server_files = self.pod("server", bundle).await;
+        let server = self.server_proxy(&server_files, app.addr).await;
+        let tap = TlsTap::start(server.inbound.expect("inbound")).await;
+        let client_files = self.pod("client", bundle).await;
+        let client = self.client_proxy(&client_files, tap.addr).await;
+        server.wait_ready(READY).await;
+        client.wait_ready(READY).await;
+        Pair {
+            app,
+            server_files,
+            server,
+            tap,
+            client_files,
+            client,
+        }
     }
 
     /// The server side: a proxy whose inbound side forwards to `app` (strict: mTLS only).
@@ -291,15 +308,13 @@ async fn a_grpc_call_crosses_two_proxies_over_mtls_proving_tls13_and_both_names(
     )
     .await;
     let bundle = mesh.bundle_with(1).await;
-    let app = GreeterServer::start().await;
-    let server_files = mesh.pod("server", &bundle).await;
-    let server = mesh.server_proxy(&server_files, app.addr).await;
-    // The tap sits on the wire between the two proxies.
-    let tap = TlsTap::start(server.inbound.expect("inbound")).await;
-    let client_files = mesh.pod("client", &bundle).await;
-    let client = mesh.client_proxy(&client_files, tap.addr).await;
-    server.wait_ready(READY).await;
-    client.wait_ready(READY).await;
+    let Pair {
+        app,
+        server,
+        tap,
+        client,
+        ..
+    } = mesh.pair_through_tap(&bundle).await;
 
     let mut greeter = GreeterClient::connect(client.outbound, AUTHORITY)
         .await
@@ -517,14 +532,14 @@ async fn two_minutes_of_grpc_load_through_leaf_issuer_and_anchor_rotations_fail_
     let client_api = mesh.client();
     let bundle = mesh.bundle_with(1).await;
 
-    let app = GreeterServer::start().await;
-    let server_files = mesh.pod("server", &bundle).await;
-    let server = mesh.server_proxy(&server_files, app.addr).await;
-    let tap = TlsTap::start(server.inbound.expect("inbound")).await;
-    let client_files = mesh.pod("client", &bundle).await;
-    let client = mesh.client_proxy(&client_files, tap.addr).await;
-    server.wait_ready(READY).await;
-    client.wait_ready(READY).await;
+    let Pair {
+        app: _serving, // the gRPC server lives as long as this binding
+        server_files,
+        server,
+        tap,
+        client_files,
+        client,
+    } = mesh.pair_through_tap(&bundle).await;
     let greeter = GreeterClient::connect(client.outbound, AUTHORITY)
         .await
         .expect("gRPC channel");
